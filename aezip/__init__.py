@@ -1,0 +1,14 @@
+"""aezip: compress numerical arrays with trained autoencoders into self-describing HDF5 containers."""
+
+from ._version import __version__
+from .api import compress, decompress, info, verify
+from .errors import (AezipError, BoundExceededError, ChecksumError, ContainerError, FormatVersionError, InputError,
+                     InputNotFoundError, ModelError, ModelMismatchError, OutputExistsError, UnsupportedDataError,
+                     UsageError)
+from .metrics import Quality, Report
+
+__all__ = [
+    "AezipError", "BoundExceededError", "ChecksumError", "ContainerError", "FormatVersionError", "InputError",
+    "InputNotFoundError", "ModelError", "ModelMismatchError", "OutputExistsError", "Quality", "Report",
+    "UnsupportedDataError", "UsageError", "__version__", "compress", "decompress", "info", "verify",
+]

@@ -1,0 +1,266 @@
+"""The ``aezip`` command: argparse subcommands over the API, no codec logic here.
+
+Exit status: 0 success; 1 internal error (a bug); 2 usage error, bad input, unreadable
+or corrupted container; 3 a measured error above a stored bound; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+
+from . import progress
+from ._version import __version__
+from .errors import AezipError, BoundExceededError, UsageError
+from .metrics import Report
+
+RAW_HELP = ("raw binary input: shape in C order, slowest axis first, e.g. 100,500,500 "
+            "(SDRBench lists dimensions fastest first: reverse them)")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(s) for s in text.replace("x", ",").split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid shape {text!r}; use e.g. 100,500,500") from None
+    if not shape or any(n <= 0 for n in shape):
+        raise argparse.ArgumentTypeError(f"invalid shape {text!r}; every extent must be positive")
+    return shape
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    g = common.add_argument_group("common options")
+    g.add_argument("--model", metavar="NAME|PATH",
+                   help="model name or id prefix (see `aezip models`), or a model file path; default: the built-in model")
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the network runs (default auto)")
+    g.add_argument("--threads", type=int, metavar="N", help="CPU threads for the network (default: torch's)")
+    g.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+    g.add_argument("--quiet", action="store_true", help="no progress bars and no human-readable report")
+    g.add_argument("--force", action="store_true", help="overwrite existing output files")
+
+    p = _Parser(prog="aezip", description="Compress numerical arrays with trained autoencoders.")
+    p.add_argument("--version", action="version", version=f"aezip {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    c = sub.add_parser("compress", parents=[common], help="compress an array file into an .aez container")
+    c.add_argument("input", help="x.npy, x.npz, x.h5 or x.nc (every float dataset), x.h5:/group/dataset, or a raw binary")
+    c.add_argument("-o", "--output", help="container path (default: <input file>.aez)")
+    c.add_argument("--ndim", type=int, choices=[1, 2, 3], help="trailing axes that are spatial (default: all, up to 3)")
+    c.add_argument("--key", help="one array of an .npz (its name) or HDF5 file (/group/dataset)")
+    c.add_argument("--shape", type=_shape, help=RAW_HELP)
+    c.add_argument("--dtype", help="raw binary input: float32 or float64 (default from .f32/.f64)")
+
+    d = sub.add_parser("decompress", parents=[common], help="reconstruct the array(s) of a container")
+    d.add_argument("input", metavar="FILE.aez")
+    d.add_argument("-o", "--output", help="output path; its extension picks the kind (default: FILE without .aez)")
+    d.add_argument("--original", metavar="REF", help="measure MSE, PSNR and max error against this original")
+    d.add_argument("--key", help="the array of REF to compare with (npz name or /group/dataset)")
+
+    i = sub.add_parser("info", parents=[common], help="describe a container without decoding it")
+    i.add_argument("input", metavar="FILE.aez")
+
+    v = sub.add_parser("verify", parents=[common], help="check every checksum and decode without writing")
+    v.add_argument("input", metavar="FILE.aez")
+
+    t = sub.add_parser("train", parents=[common], help="train a model on your own arrays")
+    t.add_argument("inputs", nargs="+", metavar="INPUT", help="training arrays (any kind compress reads)")
+    t.add_argument("-o", "--output", required=True, metavar="MODEL", help="model file to write (.h5)")
+    t.add_argument("--ndim", type=int, choices=[1, 2, 3], help="spatial axes (default: all, up to 3)")
+    t.add_argument("--tile", type=int, default=0, help="tile edge (default: 1024 / 64 / 32 for 1-/2-/3-D)")
+    t.add_argument("--latent-channels", type=int, default=0, help="latent channels (default 4 / 8 / 16)")
+    t.add_argument("--lambda", dest="lmbda", type=float, default=2e-4, help="rate weight: higher gives smaller files")
+    t.add_argument("--max-steps", type=int, default=2000, help="training steps (default 2000)")
+    t.add_argument("--batch-size", type=int, default=16)
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--seed", type=int, default=0)
+
+    sub.add_parser("models", parents=[common], help="list the built-in models and those in $AEZIP_MODELS")
+
+    m = sub.add_parser("demo", parents=[common], help="compress and decompress a sample field with the default model")
+    m.add_argument("-o", "--output-dir", help="folder for the demo files (default: a temporary folder)")
+    return p
+
+
+def _fmt(v, spec=".4g") -> str:
+    return "exact" if v is None else format(v, spec)
+
+
+def print_report(r: Report, verb: str, out=None) -> None:
+    out = out or sys.stdout
+    shape = "x".join(map(str, r.shape)) if r.shape else f"{len(r.arrays)} arrays"
+    print(f"{verb}: {r.input} -> {r.output}" if r.output else f"{verb}: {r.input}", file=out)
+    print(f"  shape {shape}  dtype {r.dtype}  storage {r.storage}" + (f"  model {r.model}" if r.model else ""), file=out)
+    print(f"  original {r.original_bytes:,} B  container {r.compressed_bytes:,} B  "
+          f"ratio {r.compression_ratio:.2f}  bits/value {r.bits_per_value:.3f}", file=out)
+    kind = "guaranteed" if r.bound is not None else "measured, not guaranteed"
+    print(f"  MSE {_fmt(r.mse)}  PSNR {_fmt(r.psnr, '.2f')} dB  max abs error {_fmt(r.max_abs_error)} ({kind})", file=out)
+    if r.measured is not None:
+        m = r.measured
+        print(f"  against original: MSE {_fmt(m.mse)}  PSNR {_fmt(m.psnr, '.2f')} dB  max abs error {_fmt(m.max_abs_error)}",
+              file=out)
+    print(f"  {r.seconds:.2f} s  {r.mb_per_s:.1f} MB/s", file=out)
+    for a in r.arrays:
+        print(f"    {a.name}: {'x'.join(map(str, a.shape))} {a.dtype} {a.storage}  ratio {a.compression_ratio:.2f}  "
+              f"PSNR {_fmt(a.psnr, '.2f')}  max err {_fmt(a.max_abs_error)}", file=out)
+
+
+def _cmd_compress(a) -> dict:
+    from . import api
+
+    r = api.compress(a.input, a.output, model=a.model, ndim=a.ndim, device=a.device, key=a.key,
+                     shape=a.shape, dtype=a.dtype, force=a.force)
+    return _emit(a, r, "compressed")
+
+
+def _cmd_decompress(a) -> dict:
+    from . import api
+
+    _, r = api.decompress(a.input, a.output, model=a.model, device=a.device, original=a.original,
+                          key=a.key, force=a.force)
+    return _emit(a, r, "decompressed")
+
+
+def _emit(a, r: Report, verb: str) -> dict:
+    if not a.quiet and not a.json:
+        print_report(r, verb)
+    return r.to_json()
+
+
+def _cmd_verify(a) -> dict:
+    from . import api
+
+    r = api.verify(a.input, model=a.model, device=a.device)
+    if not a.quiet and not a.json:
+        print(f"{a.input}: OK ({len(r.arrays) or 1} array(s), every checksum verified, decoded without writing)")
+    return {"input": a.input, "ok": True, "arrays": len(r.arrays) or 1}
+
+
+def _cmd_info(a) -> dict:
+    from . import api
+
+    c = api.info(a.input)
+    size = os.path.getsize(a.input)
+    d = {
+        "input": a.input, "format_version": c.format_version, "writer": c.writer, "file_bytes": size,
+        "source": {"kind": c.source.kind, "name": c.source.name},
+        "models": [{"name": m.name, "id": m.id, "config": m.config} for m in c.models],
+        "arrays": [{"name": e.name, "shape": list(e.shape), "dtype": e.dtype, "storage": e.codec.storage,
+                    "model": c.models[e.codec.model].name if e.codec.storage == "latent" else None,
+                    **{k: getattr(e.figures, k) for k in ("original_bytes", "coded_bytes", "mse", "psnr",
+                                                           "max_abs_error", "bound")}} for e in c.arrays],
+    }
+    if not a.quiet and not a.json:
+        print(f"{a.input}: aezip container format {c.format_version}, written by {c.writer}, {size:,} bytes")
+        print(f"  source: {c.source.kind} {c.source.name}")
+        for m in c.models:
+            print(f"  model {m.name} (id {m.id[:12]}…)")
+        for e in d["arrays"]:
+            print(f"  array {e['name'] or '(unnamed)'}: {'x'.join(map(str, e['shape']))} {e['dtype']} {e['storage']}"
+                  f"  ratio {e['original_bytes'] / max(1, e['coded_bytes']):.2f} (streams only)"
+                  f"  PSNR {_fmt(e['psnr'], '.2f')}  max abs error {_fmt(e['max_abs_error'])}"
+                  f" ({'bound ' + format(e['bound'], '.4g') if e['bound'] is not None else 'measured'})")
+    return d
+
+
+def _cmd_train(a) -> dict:
+    from . import io as aeio
+    from . import fileutil
+    from .model import train as tr
+
+    fields = []
+    for spec in a.inputs:
+        fields += [f.x for f in aeio.read_input(spec).fields]
+    ndim = a.ndim or min(min(x.ndim for x in fields), 3)
+    opts = tr.TrainOptions(ndim=ndim, tile=a.tile, latent_channels=a.latent_channels, lmbda=a.lmbda,
+                           steps=a.max_steps, batch_size=a.batch_size, lr=a.lr, seed=a.seed)
+    fileutil.check_writable(a.output, a.force)
+    with progress.training_bar(opts.steps) as report:
+        cfg, tensors, tables, summary = tr.train(fields, opts, report)
+    with fileutil.atomic_output(a.output, a.force) as tmp:
+        name, mid = tr.save(tmp, cfg, tensors, tables, summary, __version__)
+    d = {"output": a.output, "name": name, "id": mid, **summary}
+    if not a.quiet and not a.json:
+        print(f"trained {name} -> {a.output}: validation PSNR {summary['val_psnr_normalized']:.2f} dB "
+              f"(on [-1, 1]), {summary['val_bits_per_value']:.3f} bits/value, {summary['seconds']:.0f} s")
+    return d
+
+
+def _cmd_models(a) -> dict:
+    from .model import list_models, user_model_dir
+
+    models = list_models()
+    if not a.quiet and not a.json:
+        for m in models:
+            s = m["summary"]
+            print(f"{m['name']:24s} {m['config']['ndim']}-D  {m['where']:7s}{' default' if m['default'] else '        '}"
+                  f"  val PSNR {s.get('val_psnr_normalized', float('nan')):.2f} dB  "
+                  f"{s.get('val_bits_per_value', float('nan')):.3f} bits/value")
+        print(f"(user models folder: {user_model_dir()})")
+    return {"models": [{k: m[k] for k in ("name", "id", "where", "default", "path", "summary")} for m in models]}
+
+
+def _cmd_demo(a) -> dict:
+    import tempfile
+
+    import numpy as np
+
+    from . import api
+    from .codec.sample import sample_field
+
+    folder = a.output_dir or tempfile.mkdtemp(prefix="aezip-demo-")
+    os.makedirs(folder, exist_ok=True)
+    src = os.path.join(folder, "sample_field.npy")
+    np.save(src, sample_field((512, 512), seed=1))
+    aez, out = src + ".aez", os.path.join(folder, "sample_field.out.npy")
+    r1 = api.compress(src, aez, model=a.model, device=a.device, force=True)
+    _, r2 = api.decompress(aez, out, model=a.model, device=a.device, original=src, force=True)
+    if not a.quiet and not a.json:
+        print("aezip demo: a 512x512 float32 turbulence-like field (Gaussian random field, E(k) ~ k^-3)")
+        print_report(r1, "compressed")
+        print_report(r2, "decompressed")
+    return {"compress": r1.to_json(), "decompress": r2.to_json()}
+
+
+COMMANDS = {"compress": _cmd_compress, "decompress": _cmd_decompress, "info": _cmd_info, "verify": _cmd_verify,
+            "train": _cmd_train, "models": _cmd_models, "demo": _cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        a = build_parser().parse_args(argv)
+        progress.set_enabled(not a.quiet)
+        if a.threads is not None:
+            from .model import configure_threads
+
+            configure_threads(a.threads)
+        result = COMMANDS[a.command](a)
+        if a.json:
+            print(json.dumps(result, allow_nan=False))
+        return 0
+    except BoundExceededError as e:
+        print(f"aezip: {e}", file=sys.stderr)
+        return 3
+    except AezipError as e:
+        print(f"aezip: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("aezip: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+    except Exception as e:  # a bug: one line unless AEZIP_DEBUG=1
+        if os.environ.get("AEZIP_DEBUG") == "1":
+            traceback.print_exc()
+        print(f"aezip: internal error: {type(e).__name__}: {e} (this is a bug; rerun with AEZIP_DEBUG=1 "
+              "for the traceback and report it)", file=sys.stderr)
+        return 1

@@ -1,0 +1,1 @@
+"""numpy-only stages of the codec: normalize, tile, entropy-code."""

@@ -1,0 +1,21 @@
+"""The only package that imports h5py for .aez containers: layout, writer, reader.
+
+The normative description is formats/aezip-container-v1.md.
+"""
+
+from .layout import FORMAT, FORMAT_VERSION, ArrayEntry, CodecParams, Container, Figures, ModelRef, SourceRef
+from .reader import read_container
+from .writer import write_container
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "ArrayEntry",
+    "CodecParams",
+    "Container",
+    "Figures",
+    "ModelRef",
+    "SourceRef",
+    "read_container",
+    "write_container",
+]

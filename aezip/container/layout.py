@@ -1,0 +1,176 @@
+"""The container's content as typed records, and their JSON forms (format v1).
+
+Each record mirrors one part of formats/aezip-container-v1.md. ``parse`` functions
+check every field and raise ``ContainerError`` naming the part that is wrong;
+keys a record does not know are ignored, so later minor additions stay readable.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+
+from ..errors import ContainerError
+
+FORMAT = "aezip"
+FORMAT_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+STORAGES = ("latent", "raw", "constant")
+DTYPES = ("float32", "float64")
+
+
+def _from_json(cls, text: str | bytes, what: str):
+    try:
+        d = json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        raise ContainerError(f"the {what} record is not valid JSON; the container is corrupted") from None
+    if not isinstance(d, dict):
+        raise ContainerError(f"the {what} record is not a JSON object; the container is corrupted")
+    known = {f.name for f in fields(cls)}
+    try:
+        return cls(**{k: v for k, v in d.items() if k in known})
+    except (TypeError, ValueError) as e:
+        raise ContainerError(f"the {what} record is incomplete or invalid ({e}); the container is corrupted") from None
+
+
+def to_json(record) -> str:
+    d = [asdict(r) for r in record] if isinstance(record, tuple) else asdict(record)
+    return json.dumps(d, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelRef:
+    """The model the latents were coded with: identity, name and configuration."""
+
+    id: str
+    name: str
+    config: dict
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.id, str) and len(self.id) == 64 and all(c in "0123456789abcdef" for c in self.id)):
+            raise ValueError("model id must be 64 lowercase hex digits")
+
+    @classmethod
+    def parse_list(cls, text) -> tuple[ModelRef, ...]:
+        try:
+            items = json.loads(text)
+        except (ValueError, UnicodeDecodeError):
+            raise ContainerError("the models record is not valid JSON; the container is corrupted") from None
+        if not isinstance(items, list):
+            raise ContainerError("the models record is not a JSON list; the container is corrupted")
+        return tuple(_from_json(cls, json.dumps(d), "model") for d in items)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceRef:
+    """What the arrays were read from: ``kind`` (npy, npz, hdf5, raw, array) and the file's base name."""
+
+    kind: str
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("npy", "npz", "hdf5", "raw", "array"):
+            raise ValueError(f"unknown source kind {self.kind!r}")
+
+    @classmethod
+    def parse(cls, text) -> SourceRef:
+        return _from_json(cls, text, "source")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CodecParams:
+    """How one array was coded.
+
+    storage "latent": x_n = (x - offset) / scale was cut into tiles of edge ``tile`` over the
+    trailing ``ndim`` axes and coded as latents of shape ``latent_shape``;
+    "raw": the values are stored exactly; "constant": every value equals ``offset``.
+    ``symbols_crc32`` is the CRC-32 of the decoded latents (int32, little-endian, C order);
+    the stream's last ``escapes`` int32 values are the escaped latents;
+    ``model`` indexes the container's model list (-1: no model).
+    """
+
+    storage: str
+    ndim: int = 0
+    tile: int = 0
+    offset: float = 0.0
+    scale: float = 0.0
+    latent_shape: list = field(default_factory=list)
+    symbols_crc32: int = 0
+    escapes: int = 0
+    model: int = -1
+
+    def __post_init__(self) -> None:
+        if self.storage not in STORAGES:
+            raise ValueError(f"unknown storage {self.storage!r}")
+        if self.storage == "latent" and not (self.ndim in (1, 2, 3) and self.tile > 0 and self.scale > 0):
+            raise ValueError("latent storage needs ndim 1-3, a positive tile and a positive scale")
+
+    @classmethod
+    def parse(cls, text) -> CodecParams:
+        return _from_json(cls, text, "codec")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Figures:
+    """Measured at compress time, in float64 against the input. ``psnr`` is None when exact.
+
+    ``bound`` is the promised max error (None in the plain learned mode: there the
+    max error was measured, not guaranteed). ``coded_bytes`` counts this array's streams.
+    """
+
+    original_bytes: int
+    coded_bytes: int
+    mse: float
+    psnr: float | None
+    max_abs_error: float
+    value_range: float
+    seconds: float
+    bound: float | None = None
+
+    @classmethod
+    def parse(cls, text) -> Figures:
+        return _from_json(cls, text, "figures")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArrayEntry:
+    """One array: its identity, how it was coded, its figures and its stream.
+
+    ``stream`` is a 1-D numpy array: the coded latents followed by the escaped values
+    (uint8) for storage "latent", the values for "raw", empty for "constant". None when
+    the container was read without streams.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    order: str
+    byteorder: str
+    codec: CodecParams
+    figures: Figures
+    stream: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"unsupported dtype {self.dtype!r}")
+        if any(n < 0 for n in self.shape):
+            raise ValueError("negative extent in shape")
+        if self.order not in ("C", "F") or self.byteorder not in ("<", ">"):
+            raise ValueError("order must be C or F and byteorder < or >")
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Container:
+    writer: str
+    source: SourceRef
+    arrays: tuple[ArrayEntry, ...]
+    models: tuple[ModelRef, ...] = ()
+    skeleton: bytes | None = None
+    embedded_model: bytes | None = None
+    format_version: int = FORMAT_VERSION

@@ -1,0 +1,99 @@
+"""Read a container: format and version first, then records, then streams with their checksums."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+
+from ..errors import ChecksumError, ContainerError, FormatVersionError, InputNotFoundError
+from .layout import (FORMAT, SUPPORTED_VERSIONS, ArrayEntry, CodecParams, Container, Figures, ModelRef,
+                     SourceRef)
+from .writer import crc32
+
+
+def _text(attrs, key: str, path: str) -> str:
+    if key not in attrs:
+        raise ContainerError(f"{path}: attribute {key!r} is missing; the container is corrupted")
+    v = attrs[key]
+    if isinstance(v, np.ndarray) and v.shape == ():
+        v = v[()]
+    if isinstance(v, bytes):
+        try:
+            return v.decode()
+        except UnicodeDecodeError:
+            raise ContainerError(f"{path}: attribute {key!r} is not UTF-8; the container is corrupted") from None
+    if isinstance(v, str):
+        return v
+    raise ContainerError(f"{path}: attribute {key!r} is not a string; the container is corrupted")
+
+
+def check_format(f: h5py.File, path: str) -> int:
+    """The first thing read: is this an aezip container, and of a version we read?"""
+    if "format" not in f.attrs or _text(f.attrs, "format", path) != FORMAT:
+        raise ContainerError(f"{path} is an HDF5 file but not an aezip container")
+    try:
+        version = int(f.attrs["format_version"])
+    except (KeyError, TypeError, ValueError):
+        raise ContainerError(f"{path}: format_version is missing or not an integer; the container is corrupted") from None
+    if version not in SUPPORTED_VERSIONS:
+        supported = ", ".join(map(str, SUPPORTED_VERSIONS))
+        raise FormatVersionError(
+            f"{path} is container format version {version}; this aezip reads version {supported}: "
+            "upgrade aezip to read it"
+        )
+    return version
+
+
+def _stream(obj, name: str, path: str) -> np.ndarray:
+    ds = obj[name]
+    data = ds[()]
+    if "crc32" not in ds.attrs or crc32(data.astype(data.dtype.newbyteorder("<"), copy=False)) != int(ds.attrs["crc32"]):
+        raise ChecksumError(f"{path}: checksum of stream {ds.name} does not match; the container is corrupted")
+    return np.asarray(data).reshape(-1)
+
+
+def _array(ds: h5py.Dataset, path: str, streams: bool) -> ArrayEntry:
+    try:
+        shape = tuple(int(n) for n in np.asarray(ds.attrs["shape"]).reshape(-1))
+    except (KeyError, TypeError, ValueError):
+        raise ContainerError(f"{path}: {ds.name} has no valid shape; the container is corrupted") from None
+    try:
+        return ArrayEntry(
+            name=_text(ds.attrs, "name", path), shape=shape, dtype=_text(ds.attrs, "dtype", path),
+            order=_text(ds.attrs, "order", path), byteorder=_text(ds.attrs, "byteorder", path),
+            codec=CodecParams.parse(_text(ds.attrs, "codec", path)),
+            figures=Figures.parse(_text(ds.attrs, "figures", path)),
+            stream=_stream(ds.parent, ds.name, path) if streams else None,
+        )
+    except ValueError as e:
+        if isinstance(e, ContainerError):
+            raise
+        raise ContainerError(f"{path}: {ds.name} is invalid ({e}); the container is corrupted") from None
+
+
+def read_container(path: str, *, streams: bool = True) -> Container:
+    """Read the records (and, with ``streams``, every stream, checksums verified)."""
+    try:
+        f = h5py.File(path, "r")
+    except FileNotFoundError:
+        raise InputNotFoundError(f"{path} does not exist") from None
+    except OSError:
+        raise ContainerError(f"cannot read {path}: not an HDF5 file, or truncated; is it an .aez container?") from None
+    try:
+        with f:
+            version = check_format(f, path)
+            n = int(f.attrs.get("n_arrays", -1))
+            groups = [f"array_{i}" for i in range(n)]
+            if n < 1 or any(not isinstance(f.get(g), h5py.Dataset) for g in groups):
+                raise ContainerError(f"{path}: array datasets are missing; the container is corrupted")
+            return Container(
+                format_version=version,
+                writer=_text(f.attrs, "writer", path),
+                source=SourceRef.parse(_text(f.attrs, "source", path)),
+                models=ModelRef.parse_list(_text(f.attrs, "models", path)) if "models" in f.attrs else (),
+                arrays=tuple(_array(f[g], path, streams) for g in groups),
+                skeleton=_stream(f, "skeleton", path).tobytes() if streams and "skeleton" in f else None,
+                embedded_model=_stream(f, "model", path).tobytes() if streams and "model" in f else None,
+            )
+    except (OSError, KeyError, RuntimeError) as e:
+        raise ContainerError(f"cannot read {path}: {e}; the container is truncated or corrupted") from None

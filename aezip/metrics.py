@@ -1,0 +1,136 @@
+"""Quality and size figures: MSE, PSNR, max error, ratio, bits per value."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, kw_only=True)
+class Quality:
+    """Error of a reconstruction against its original, all in float64.
+
+    ``psnr`` is None when the reconstruction is exact (MSE 0).
+    PSNR = 20 log10(value range) - 10 log10(MSE).
+    """
+
+    mse: float
+    psnr: float | None
+    max_abs_error: float
+
+    @classmethod
+    def measure(cls, x: np.ndarray, x_hat: np.ndarray) -> Quality:
+        if x.shape != x_hat.shape:
+            raise ValueError(f"shapes differ: {x.shape} vs {x_hat.shape}")
+        d = x.astype(np.float64) - x_hat.astype(np.float64)
+        mse = float(np.mean(d * d)) if d.size else 0.0
+        max_err = float(np.max(np.abs(d))) if d.size else 0.0
+        return cls(mse=mse, psnr=psnr(mse, value_range(x)), max_abs_error=max_err)
+
+
+def value_range(x: np.ndarray) -> float:
+    return float(np.max(x)) - float(np.min(x)) if x.size else 0.0
+
+
+def psnr(mse: float, vrange: float) -> float | None:
+    if mse == 0:
+        return None
+    if vrange == 0:
+        return -math.inf
+    return 20 * math.log10(vrange) - 10 * math.log10(mse)
+
+
+def ratio(original_bytes: int, compressed_bytes: int) -> float:
+    return original_bytes / compressed_bytes if compressed_bytes else math.inf
+
+
+def bits_per_value(compressed_bytes: int, n_values: int) -> float:
+    return 8 * compressed_bytes / n_values if n_values else 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Report:
+    """What compress and decompress report, for one array or (with ``arrays``) a whole file.
+
+    ``compressed_bytes`` is the whole container file for a file's report and the
+    array's own coded streams for an entry of ``arrays``. ``measured`` holds the
+    errors against a reference given to decompress (``--original``).
+    """
+
+    input: str | None
+    output: str | None
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    original_bytes: int
+    compressed_bytes: int
+    mse: float
+    psnr: float | None
+    max_abs_error: float
+    value_range: float
+    seconds: float
+    storage: str
+    model: str | None = None
+    bound: float | None = None
+    measured: Quality | None = None
+    arrays: tuple[Report, ...] = ()
+
+    @property
+    def n_values(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) if not self.arrays else sum(a.n_values for a in self.arrays)
+
+    @property
+    def compression_ratio(self) -> float:
+        return ratio(self.original_bytes, self.compressed_bytes)
+
+    @property
+    def bits_per_value(self) -> float:
+        return bits_per_value(self.compressed_bytes, self.n_values)
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.original_bytes / 1e6 / self.seconds if self.seconds > 0 else math.inf
+
+    def to_json(self) -> dict:
+        d = {
+            "input": self.input, "output": self.output, "name": self.name, "shape": list(self.shape),
+            "dtype": self.dtype, "storage": self.storage, "model": self.model,
+            "original_bytes": self.original_bytes, "compressed_bytes": self.compressed_bytes,
+            "compression_ratio": _finite(self.compression_ratio), "bits_per_value": self.bits_per_value,
+            "mse": self.mse, "psnr": _finite(self.psnr), "max_abs_error": self.max_abs_error,
+            "bound": self.bound, "seconds": round(self.seconds, 6), "mb_per_s": _finite(self.mb_per_s),
+        }
+        if self.measured is not None:
+            m = self.measured
+            d["measured"] = {"mse": m.mse, "psnr": _finite(m.psnr), "max_abs_error": m.max_abs_error}
+        if self.arrays:
+            d["arrays"] = [a.to_json() for a in self.arrays]
+        return d
+
+
+def _finite(v: float | None) -> float | None:
+    return v if v is not None and math.isfinite(v) else None
+
+
+def combine(parts: list[Report], **totals) -> Report:
+    """A file's report from its arrays: sizes add up, MSE is the value-weighted mean,
+    PSNR is that of the errors relative to each array's own range, max error the largest."""
+    n = [p.n_values for p in parts]
+    total_n = sum(n) or 1
+    mse = sum(k * p.mse for k, p in zip(n, parts)) / total_n
+    rel = sum(k * p.mse / p.value_range**2 for k, p in zip(n, parts) if p.value_range > 0) / total_n
+    measured = None
+    if all(p.measured is not None for p in parts) and parts:
+        mm = sum(k * p.measured.mse for k, p in zip(n, parts)) / total_n
+        mrel = sum(k * p.measured.mse / p.value_range**2 for k, p in zip(n, parts) if p.value_range > 0) / total_n
+        measured = Quality(mse=mm, psnr=None if mrel == 0 else -10 * math.log10(mrel),
+                           max_abs_error=max(p.measured.max_abs_error for p in parts))
+    dtypes = sorted({p.dtype for p in parts})
+    return Report(
+        name="", shape=(), dtype=",".join(dtypes), original_bytes=sum(p.original_bytes for p in parts),
+        mse=mse, psnr=None if rel == 0 else -10 * math.log10(rel),
+        max_abs_error=max((p.max_abs_error for p in parts), default=0.0), value_range=0.0,
+        storage=",".join(sorted({p.storage for p in parts})), measured=measured, arrays=tuple(parts), **totals,
+    )

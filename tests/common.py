@@ -1,0 +1,26 @@
+"""Shared checks for the test modules."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def check_quality(x: np.ndarray, x_hat: np.ndarray, report) -> None:
+    """The report's figures, recomputed independently in float64."""
+    d = x.astype(np.float64) - x_hat.astype(np.float64)
+    mse = float(np.mean(d**2))
+    assert math.isclose(report.mse, mse, rel_tol=1e-9, abs_tol=1e-300)
+    assert math.isclose(report.max_abs_error, float(np.abs(d).max()), rel_tol=1e-9, abs_tol=1e-300)
+    if mse == 0:
+        assert report.psnr is None
+    else:
+        vrange = float(x.max()) - float(x.min())
+        assert math.isclose(report.psnr, 20 * math.log10(vrange) - 10 * math.log10(mse), rel_tol=1e-9)
+
+
+def check_roundtrip(x: np.ndarray, x_hat: np.ndarray, report) -> None:
+    assert x_hat.shape == x.shape
+    assert x_hat.dtype == x.dtype
+    check_quality(x, x_hat, report)

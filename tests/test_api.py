@@ -1,0 +1,119 @@
+"""The Python API end to end: round trips, figures, storage modes, refusals."""
+
+import os
+
+import numpy as np
+import pytest
+
+import aezip
+from aezip.codec.sample import sample_field
+from common import check_quality, check_roundtrip
+
+SHAPES = [(300,), (1500,), (37, 70), (65, 64), (3, 40, 50), (20, 33, 17), (2, 3, 20, 20)]
+DTYPES = [np.float32, np.float64]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_roundtrip(shape, dtype, tmp_path):
+    x = (sample_field(shape, seed=len(shape)) * 3 + 10).astype(dtype)
+    p = str(tmp_path / "x.aez")
+    r = aezip.compress(x, p)
+    assert r.compressed_bytes == os.path.getsize(p)
+    assert r.compression_ratio == pytest.approx(x.nbytes / os.path.getsize(p))
+    x_hat, r2 = aezip.decompress(p, write=False, original=x)
+    check_roundtrip(x, x_hat, r)  # compress-time figures describe exactly what decompress returns
+    check_quality(x, x_hat, r2.measured)
+    assert r2.compressed_bytes == os.path.getsize(p)
+
+
+def test_figures_agree_with_plain_numpy(tmp_path):
+    x = sample_field((128, 128), seed=9)
+    p = str(tmp_path / "x.aez")
+    r = aezip.compress(x, p)
+    x_hat, _ = aezip.decompress(p, write=False)
+    d = x.astype(np.float64) - x_hat
+    assert r.storage == "latent"
+    assert r.mse == pytest.approx(np.mean(d**2), rel=1e-12)
+    assert r.bits_per_value == pytest.approx(8 * os.path.getsize(p) / x.size)
+    assert r.psnr > 25  # the default model reconstructs a smooth field recognisably
+
+
+def test_constant_array_is_exact_and_tiny(tmp_path):
+    x = np.full((64, 64), 3.25, dtype=np.float32)
+    p = str(tmp_path / "c.aez")
+    r = aezip.compress(x, p)
+    x_hat, _ = aezip.decompress(p, write=False)
+    assert r.storage == "constant" and r.psnr is None and r.max_abs_error == 0
+    np.testing.assert_array_equal(x_hat, x)
+    assert os.path.getsize(p) < 1500
+
+
+def test_tiny_array_is_stored_raw_never_worse(tmp_path):
+    x = np.array([1.5, -2.25, 3.0, 7.0, 0.1], dtype=np.float64)
+    p = str(tmp_path / "t.aez")
+    r = aezip.compress(x, p)
+    x_hat, _ = aezip.decompress(p, write=False)
+    assert r.storage == "raw" and r.max_abs_error == 0
+    np.testing.assert_array_equal(x_hat, x)
+
+
+def test_batch_axes(tmp_path):
+    x = sample_field((4, 32, 48), seed=2)
+    p = str(tmp_path / "b.aez")
+    aezip.compress(x, p, ndim=2)
+    info = aezip.info(p)
+    assert info.arrays[0].codec.ndim == 2
+    x_hat, _ = aezip.decompress(p, write=False)
+    assert x_hat.shape == x.shape
+
+
+@pytest.mark.parametrize("bad,match", [
+    (np.array([1.0, np.nan, 2.0]), "NaN or Inf"),
+    (np.array([1.0, np.inf]), "NaN or Inf"),
+    (np.arange(10, dtype=np.int32), "integer"),
+    (np.zeros((0, 4), np.float32), "empty"),
+    (np.array(["a", "b"]), "float32 and float64"),
+    (np.zeros(4, np.complex64), "float32 and float64"),
+])
+def test_unsupported_data(bad, match, tmp_path):
+    p = tmp_path / "x.aez"
+    with pytest.raises(aezip.UnsupportedDataError, match=match):
+        aezip.compress(bad, str(p))
+    assert not p.exists()
+
+
+def test_ndim_larger_than_array(tmp_path):
+    with pytest.raises(aezip.UsageError, match="--ndim 3"):
+        aezip.compress(np.zeros((4, 4), np.float32) + np.arange(4), str(tmp_path / "x.aez"), ndim=3)
+
+
+def test_existing_output_needs_force(tmp_path):
+    x = sample_field((32, 32))
+    p = tmp_path / "x.aez"
+    p.write_bytes(b"old")
+    with pytest.raises(aezip.OutputExistsError, match="--force"):
+        aezip.compress(x, str(p))
+    assert p.read_bytes() == b"old"
+    aezip.compress(x, str(p), force=True)
+    assert aezip.info(str(p)).arrays[0].shape == (32, 32)
+
+
+def test_model_mismatch_is_refused(tmp_path):
+    x = sample_field((32, 32))
+    p = str(tmp_path / "x.aez")
+    aezip.compress(x, p)
+    other = aezip.info(p).models[0]
+    from aezip.model import list_models
+
+    wrong = next(m for m in list_models() if m["id"] != other.id)
+    with pytest.raises(aezip.ModelMismatchError, match=other.id[:12]):
+        aezip.decompress(p, model=wrong["path"], write=False)
+
+
+def test_info_reads_no_streams(tmp_path):
+    x = sample_field((64, 64))
+    p = str(tmp_path / "x.aez")
+    aezip.compress(x, p)
+    c = aezip.info(p)
+    assert c.arrays[0].stream is None and c.format_version == 1

@@ -1,0 +1,239 @@
+"""The aezip command: JSON schema, exit statuses, one-line errors, nothing on stdout on failure."""
+
+import json
+import os
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from aezip import cli
+from aezip.codec.sample import sample_field
+
+REPORT_KEYS = {"input", "output", "shape", "dtype", "original_bytes", "compressed_bytes", "compression_ratio",
+               "bits_per_value", "mse", "psnr", "max_abs_error", "seconds", "mb_per_s"}
+
+
+def run(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def npy(tmp_path):
+    p = tmp_path / "field.npy"
+    np.save(p, sample_field((96, 80), seed=4))
+    return p
+
+
+def test_subprocess_roundtrip_json(npy, tmp_path):
+    """The installed entry point as a user runs it."""
+    aez, out = tmp_path / "f.aez", tmp_path / "r.npy"
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(cli.__file__))))
+    c = subprocess.run([sys.executable, "-m", "aezip", "compress", str(npy), "-o", str(aez), "--json"],
+                       capture_output=True, text=True, env=env)
+    assert c.returncode == 0, c.stderr
+    rc = json.loads(c.stdout)
+    d = subprocess.run([sys.executable, "-m", "aezip", "decompress", str(aez), "-o", str(out), "--original", str(npy),
+                        "--json"], capture_output=True, text=True, env=env)
+    assert d.returncode == 0, d.stderr
+    rd = json.loads(d.stdout)
+    assert REPORT_KEYS <= rc.keys() and REPORT_KEYS <= rd.keys()
+    size = os.path.getsize(aez)
+    assert rc["compressed_bytes"] == rd["compressed_bytes"] == size
+    assert rc["compression_ratio"] == pytest.approx(npy.stat().st_size and 96 * 80 * 4 / size)
+    assert rd["measured"]["mse"] == pytest.approx(rc["mse"], rel=1e-9)
+    assert rd["measured"]["max_abs_error"] == pytest.approx(rc["max_abs_error"], rel=1e-9)
+    x, x_hat = np.load(npy), np.load(out)
+    assert np.max(np.abs(x.astype(np.float64) - x_hat)) == pytest.approx(rc["max_abs_error"], rel=1e-9)
+
+
+def test_default_output_names(npy, capsys):
+    code, out, _ = run(capsys, "compress", npy, "--quiet")
+    assert code == 0 and out == ""
+    aez = str(npy) + ".aez"
+    assert os.path.exists(aez)
+    os.rename(npy, str(npy) + ".orig")
+    code, _, _ = run(capsys, "decompress", aez, "--quiet")
+    assert code == 0 and os.path.exists(npy)
+
+
+def test_json_is_one_object(npy, tmp_path, capsys):
+    code, out, _ = run(capsys, "compress", npy, "-o", tmp_path / "a.aez", "--json")
+    assert code == 0
+    assert isinstance(json.loads(out), dict) and out.count("\n") == 1
+
+
+def test_human_report_names_the_figures(npy, tmp_path, capsys):
+    code, out, _ = run(capsys, "compress", npy, "-o", tmp_path / "a.aez")
+    assert code == 0
+    for word in ("ratio", "bits/value", "MSE", "PSNR", "max abs error", "MB/s", "not guaranteed"):
+        assert word in out
+
+
+def test_npz_several_arrays(tmp_path, capsys):
+    p = tmp_path / "two.npz"
+    np.savez(p, a=sample_field((40, 40), seed=1), b=sample_field((300,), seed=2).astype(np.float64))
+    code, out, err = run(capsys, "compress", p, "-o", tmp_path / "two.aez", "--json")
+    assert code == 0, err
+    r = json.loads(out)
+    assert len(r["arrays"]) == 2 and r["original_bytes"] == 40 * 40 * 4 + 300 * 8
+    assert r["compressed_bytes"] == os.path.getsize(tmp_path / "two.aez")
+    code, out, err = run(capsys, "decompress", tmp_path / "two.aez", "-o", tmp_path / "back.npz", "--original", p,
+                         "--json")
+    assert code == 0, err
+    with np.load(tmp_path / "back.npz") as z:
+        assert sorted(z.files) == ["a", "b"] and z["b"].dtype == np.float64
+
+
+def test_info_and_verify(npy, tmp_path, capsys):
+    aez = tmp_path / "a.aez"
+    run(capsys, "compress", npy, "-o", aez, "--quiet")
+    code, out, _ = run(capsys, "info", aez, "--json")
+    d = json.loads(out)
+    assert code == 0 and d["format_version"] == 1 and d["arrays"][0]["shape"] == [96, 80]
+    code, out, _ = run(capsys, "verify", aez)
+    assert code == 0 and "OK" in out
+
+
+def _corrupt_stream(aez):
+    """Flip one byte inside a contiguous stream (compact ones sit in checksummed object headers)."""
+    with h5py.File(aez, "r") as f:
+        offset = f["array_0"].id.get_offset()
+    assert offset is not None
+    data = bytearray(aez.read_bytes())
+    data[offset + 10] ^= 0xFF
+    aez.write_bytes(bytes(data))
+
+
+def test_corrupted_container(tmp_path, capsys):
+    big = tmp_path / "big.npy"
+    np.save(big, sample_field((512, 512), seed=4))
+    aez = tmp_path / "a.aez"
+    run(capsys, "compress", big, "-o", aez, "--quiet")
+    _corrupt_stream(aez)
+    code, out, _ = run(capsys, "info", aez)
+    assert code == 0  # info never reads the payload
+    for cmd in (["verify", aez], ["decompress", aez, "-o", tmp_path / "r.npy"]):
+        code, out, err = run(capsys, *cmd)
+        assert code == 2 and out == "" and "checksum" in err and err.count("\n") == 1
+    assert not (tmp_path / "r.npy").exists()
+
+
+def test_truncated_container(npy, tmp_path, capsys):
+    aez = tmp_path / "a.aez"
+    run(capsys, "compress", npy, "-o", aez, "--quiet")
+    aez.write_bytes(aez.read_bytes()[:500])
+    code, out, err = run(capsys, "decompress", aez, "-o", tmp_path / "r.npy")
+    assert code == 2 and out == "" and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["compress", "{tmp}/missing.npy"], "does not exist"),
+    (["compress", "{tmp}/f.aez.txt"], "format"),
+    (["compress"], "input"),
+    (["compress", "{npy}", "--ndim", "5"], "ndim"),
+    (["frobnicate"], "invalid choice"),
+    (["decompress", "{npy}"], "not an HDF5|aezip container"),
+    (["compress", "{npy}", "--model", "no-such-model", "-o", "{tmp}/m.aez"], "no model named"),
+    (["compress", "{npy}", "--threads", "0", "-o", "{tmp}/t.aez"], "threads"),
+])
+def test_usage_and_input_errors(argv, match, npy, tmp_path, capsys):
+    (tmp_path / "f.aez.txt").write_text("hello")
+    argv = [a.format(tmp=tmp_path, npy=npy) for a in argv]
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "Traceback" not in err
+    import re
+
+    assert re.search(match, err), err
+
+
+def test_existing_output_message_names_the_ways_out(npy, tmp_path, capsys):
+    aez = tmp_path / "a.aez"
+    run(capsys, "compress", npy, "-o", aez, "--quiet")
+    out_npy = tmp_path / "r.npy"
+    out_npy.write_bytes(b"keep")
+    code, out, err = run(capsys, "decompress", aez, "-o", out_npy)
+    assert code == 2 and "-o" in err and "--force" in err
+    assert out_npy.read_bytes() == b"keep"
+    code, _, _ = run(capsys, "decompress", aez, "-o", out_npy, "--force", "--quiet")
+    assert code == 0 and np.load(out_npy).shape == (96, 80)
+
+
+def test_bound_exceeded_exits_3(npy, tmp_path, capsys):
+    aez = tmp_path / "a.aez"
+    run(capsys, "compress", npy, "-o", aez, "--quiet")
+    with h5py.File(aez, "r+") as f:  # pretend a bound was promised that the model cannot keep
+        fig = json.loads(f["array_0"].attrs["figures"])
+        fig["bound"] = 1e-9
+        f["array_0"].attrs["figures"] = np.bytes_(json.dumps(fig).encode())
+    code, out, err = run(capsys, "decompress", aez, "-o", tmp_path / "r.npy", "--original", npy)
+    assert code == 3 and "exceeds" in err
+
+
+def test_internal_error_is_one_line_exit_1(npy, tmp_path, capsys, monkeypatch):
+    from aezip import api
+
+    def boom(*a, **k):
+        raise RuntimeError("synthetic bug")
+
+    monkeypatch.setattr(api, "compress", boom)
+    monkeypatch.delenv("AEZIP_DEBUG", raising=False)
+    code, out, err = run(capsys, "compress", npy)
+    assert code == 1 and out == "" and err.count("\n") == 1 and "synthetic bug" in err
+    monkeypatch.setenv("AEZIP_DEBUG", "1")
+    code, out, err = run(capsys, "compress", npy)
+    assert code == 1 and "Traceback" in err
+
+
+def test_interrupt_exits_130(npy, capsys, monkeypatch):
+    from aezip import api
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "compress", interrupted)
+    code, out, err = run(capsys, "compress", npy)
+    assert code == 130 and out == ""
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    assert e.value.code == 0 and "aezip" in capsys.readouterr().out
+
+
+def test_train_then_compress(tmp_path, capsys):
+    """A 64x64 input, a few steps: the trained model file is usable right away."""
+    src = tmp_path / "train.npy"
+    np.save(src, sample_field((64, 64), seed=5))
+    model = tmp_path / "mine.h5"
+    code, out, err = run(capsys, "train", src, "-o", model, "--max-steps", "20", "--batch-size", "4", "--json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["steps"] == 20 and d["name"].startswith("conv2d-")
+    code, out, err = run(capsys, "compress", src, "-o", tmp_path / "x.aez", "--model", model, "--json")
+    assert code == 0, err
+    assert json.loads(out)["model"] == d["name"]
+    code, out, err = run(capsys, "decompress", tmp_path / "x.aez", "-o", tmp_path / "x.npy", "--model", model)
+    assert code == 0, err
+    code, out, err = run(capsys, "decompress", tmp_path / "x.aez", "-o", tmp_path / "y.npy")
+    assert code == 2 and "--model" in err  # the user's model is not built in: say how to find it
+
+
+def test_models_lists_builtins(capsys):
+    code, out, _ = run(capsys, "models", "--json")
+    models = json.loads(out)["models"]
+    assert code == 0 and {m["summary"].get("val_psnr_normalized") is not None for m in models} == {True}
+    assert sum(m["default"] for m in models) == 3
+
+
+def test_demo(tmp_path, capsys):
+    code, out, err = run(capsys, "demo", "-o", tmp_path, "--json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["decompress"]["measured"]["mse"] == pytest.approx(d["compress"]["mse"], rel=1e-9)

@@ -1,0 +1,134 @@
+"""The container layout: records, streams, checksums, version check, size overhead."""
+
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from aezip.container import (ArrayEntry, CodecParams, Container, Figures, ModelRef, SourceRef, read_container,
+                             write_container)
+from aezip.errors import ChecksumError, ContainerError, FormatVersionError, InputNotFoundError, OutputExistsError
+
+FIG = Figures(original_bytes=400, coded_bytes=40, mse=0.5, psnr=30.0, max_abs_error=1.0, value_range=10.0, seconds=0.1)
+MODEL = ModelRef(id="ab" * 32, name="conv2d-abababababab", config={"ndim": 2})
+
+
+def _container(n_stream=2500, **kw):
+    y = np.frombuffer(np.random.default_rng(0).bytes(n_stream), np.uint8)
+    codec = CodecParams(storage="latent", ndim=2, tile=64, offset=1.0, scale=2.0, latent_shape=[1, 8, 16, 16],
+                        symbols_crc32=7, model=0)
+    entry = ArrayEntry(name="", shape=(10, 10), dtype="float32", order="C", byteorder="<", codec=codec, figures=FIG,
+                       stream=y)
+    return Container(writer="aezip test", source=SourceRef(kind="npy", name="x.npy"), arrays=(entry,),
+                     models=(MODEL,), **kw)
+
+
+def test_roundtrip_records_and_streams(tmp_path):
+    p = str(tmp_path / "c.aez")
+    c = _container()
+    write_container(p, c)
+    r = read_container(p)
+    assert r.format_version == 1 and r.models == c.models and r.source == c.source
+    a, b = r.arrays[0], c.arrays[0]
+    assert (a.name, a.shape, a.dtype, a.codec, a.figures) == (b.name, b.shape, b.dtype, b.codec, b.figures)
+    np.testing.assert_array_equal(a.stream, b.stream)
+
+
+@pytest.mark.parametrize("n_stream", [100, 2500, 30000, 200000])
+def test_overhead_is_small(tmp_path, n_stream):
+    """Beyond its stream a one-array container costs about 1.2-1.4 KB (formats/aezip-container-v1.md §1)."""
+    p = str(tmp_path / "c.aez")
+    size = write_container(p, _container(n_stream))
+    assert size == os.path.getsize(p)
+    assert size - n_stream <= 1536
+
+
+def test_strings_are_fixed_length(tmp_path):
+    p = str(tmp_path / "c.aez")
+    write_container(p, _container())
+    with h5py.File(p) as f:
+        for obj in (f, f["array_0"]):
+            for k in obj.attrs:
+                tid = obj.attrs.get_id(k).get_type()
+                if isinstance(tid, h5py.h5t.TypeStringID):
+                    assert not tid.is_variable_str(), k
+
+
+def test_newer_version_is_refused_first(tmp_path):
+    p = str(tmp_path / "c.aez")
+    write_container(p, _container())
+    with h5py.File(p, "r+") as f:
+        f.attrs["format_version"] = np.int32(2)
+        del f["array_0"]  # a newer version may look entirely different
+    with pytest.raises(FormatVersionError, match="version 2.*reads version 1"):
+        read_container(p)
+
+
+def test_not_aezip(tmp_path):
+    p = str(tmp_path / "other.h5")
+    with h5py.File(p, "w") as f:
+        f["x"] = 1
+    with pytest.raises(ContainerError, match="not an aezip container"):
+        read_container(p)
+
+
+def test_not_hdf5(tmp_path):
+    p = tmp_path / "x.aez"
+    p.write_bytes(b"hello")
+    with pytest.raises(ContainerError, match="not an HDF5 file"):
+        read_container(str(p))
+
+
+def test_missing(tmp_path):
+    with pytest.raises(InputNotFoundError):
+        read_container(str(tmp_path / "nope.aez"))
+
+
+def test_flipped_byte_fails_checksum(tmp_path):
+    p = str(tmp_path / "c.aez")
+    c = _container(200000)
+    write_container(p, c)
+    data = bytearray(Path(p).read_bytes())
+    pos = bytes(data).find(c.arrays[0].stream[:64].tobytes())
+    data[pos + 1000] ^= 0xFF
+    Path(p).write_bytes(bytes(data))
+    with pytest.raises(ChecksumError):
+        read_container(p)
+
+
+def test_truncated(tmp_path):
+    p = str(tmp_path / "c.aez")
+    write_container(p, _container(200000))
+    data = Path(p).read_bytes()
+    Path(p).write_bytes(data[: len(data) // 2])
+    with pytest.raises(ContainerError):
+        read_container(p)
+
+
+def test_existing_output_refused_and_untouched(tmp_path):
+    p = tmp_path / "c.aez"
+    p.write_bytes(b"keep")
+    with pytest.raises(OutputExistsError, match="--force"):
+        write_container(str(p), _container())
+    assert p.read_bytes() == b"keep"
+    assert [q.name for q in tmp_path.iterdir()] == ["c.aez"]
+
+
+def test_unknown_json_keys_are_ignored(tmp_path):
+    p = str(tmp_path / "c.aez")
+    write_container(p, _container())
+    with h5py.File(p, "r+") as f:
+        codec = f["array_0"].attrs["codec"].decode()
+        f["array_0"].attrs["codec"] = np.bytes_(codec[:-1] + ',"zzz_future":1}')
+    assert read_container(p).arrays[0].codec.tile == 64
+
+
+def test_corrupt_record(tmp_path):
+    p = str(tmp_path / "c.aez")
+    write_container(p, _container())
+    with h5py.File(p, "r+") as f:
+        f["array_0"].attrs["codec"] = np.bytes_(b'{"storage": "latent"')
+    with pytest.raises(ContainerError, match="codec"):
+        read_container(p)

@@ -1,0 +1,101 @@
+"""Model files, identity, lookup, and the network's contract."""
+
+import numpy as np
+import pytest
+
+from aezip.errors import ModelError, ModelMismatchError
+from aezip.model import list_models, load_model
+from aezip.model import train as tr
+from aezip.model.registry import find_model
+from aezip.model.store import read_model, write_model
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A 2-D model trained for a few steps: fast, and enough to check the plumbing."""
+    from aezip.codec.sample import sample_field
+
+    cfg, tensors, tables, summary = tr.train([sample_field((96, 96), seed=1)],
+                                             tr.TrainOptions(ndim=2, tile=16, channels=8, steps=3, batch_size=4,
+                                                             val_tiles=4))
+    path = tmp_path_factory.mktemp("m") / "tiny.h5"
+    name, mid = tr.save(str(path), cfg, tensors, tables, summary, "test")
+    return path, name, mid
+
+
+def test_identity_is_content_not_bytes(tiny, tmp_path):
+    path, name, mid = tiny
+    header, tensors, tables, config = read_model(str(path))
+    assert header["id"] == mid and name.endswith(mid[:12])
+    other = tmp_path / "copy.h5"
+    again = write_model(str(other), name="renamed", config=config, tensors=tensors, tables=tables,
+                        summary={"other": 1}, version="x")
+    assert again == mid
+
+
+def test_changed_weight_changes_identity_and_is_detected(tiny, tmp_path):
+    import h5py
+
+    path, _, _ = tiny
+    damaged = tmp_path / "damaged.h5"
+    damaged.write_bytes(path.read_bytes())
+    with h5py.File(damaged, "r+") as f:
+        k = next(iter(f["weights"]))
+        f["weights"][k][...] = f["weights"][k][()] + 1
+    with pytest.raises(ModelError, match="damaged"):
+        read_model(str(damaged))
+
+
+def test_model_file_is_not_a_pickle(tiny):
+    assert tiny[0].read_bytes()[:8] == b"\x89HDF\r\n\x1a\n"
+
+
+def test_lookup_by_path_name_and_id(tiny, tmp_path, monkeypatch):
+    path, name, mid = tiny
+    monkeypatch.setenv("AEZIP_MODELS", str(path.parent))
+    assert find_model(str(path)) == str(path)
+    assert find_model(name).endswith("tiny.h5")
+    assert find_model(mid[:10]).endswith("tiny.h5")
+    assert find_model(model_id=mid).endswith("tiny.h5")
+    assert any(m["name"] == name and m["where"] == "user" for m in list_models())
+
+
+def test_mismatch_names_both(tiny):
+    path, name, mid = tiny
+    with pytest.raises(ModelMismatchError, match=mid[:12]):
+        load_model(str(path), model_id="0" * 64)
+
+
+def test_unknown_model_and_missing_file():
+    with pytest.raises(ModelError, match="no model named"):
+        find_model("no-such-model")
+    with pytest.raises(ModelError, match="does not exist"):
+        find_model("./nope/model.h5")
+
+
+def test_wrong_ndim_is_refused(tiny):
+    with pytest.raises(ModelError, match="--ndim"):
+        load_model(str(tiny[0]), ndim=3)
+
+
+def test_builtin_defaults_exist_for_every_ndim():
+    for ndim in (1, 2, 3):
+        m = load_model(ndim=ndim)
+        assert m.ndim == ndim
+
+
+def test_encode_decode_shapes(tiny):
+    m = load_model(str(tiny[0]))
+    x = np.random.default_rng(0).uniform(-1, 1, (5, 1, 16, 16)).astype(np.float32)
+    y_hat = m.encode(x)
+    assert y_hat.dtype == np.int32 and y_hat.shape == m.latent_shape(5)
+    x_hat = m.decode(y_hat)
+    assert x_hat.shape == x.shape and x_hat.dtype == np.float32
+
+
+def test_decode_does_not_depend_on_batch_position(tiny):
+    """Each tile decodes the same alone or among others (no cross-tile state)."""
+    m = load_model(str(tiny[0]))
+    y_hat = np.random.default_rng(1).integers(-3, 4, m.latent_shape(40)).astype(np.int32)
+    all_at_once = m.decode(y_hat)
+    np.testing.assert_allclose(m.decode(y_hat[33:34])[0], all_at_once[33], rtol=0, atol=1e-5)
