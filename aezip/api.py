@@ -102,9 +102,9 @@ def encode_array(x: np.ndarray, name: str, models: _Models, ndim: int | None, *,
     norm = Normalization.fit(x)
     dtype = x.dtype.name
     if norm.scale == 0:
-        codec, stream, x_hat = CodecParams(storage="constant", offset=norm.offset), np.zeros(0, np.uint8), np.full(x.shape, norm.offset, x.dtype)
+        codec, streams, x_hat = CodecParams(storage="constant", offset=norm.offset), {}, np.full(x.shape, norm.offset, x.dtype)
     elif not math.isfinite(norm.scale) or not math.isfinite(norm.offset):
-        codec, stream, x_hat = CodecParams(storage="raw"), x.reshape(-1), x
+        codec, streams, x_hat = CodecParams(storage="raw"), {"values": x.reshape(-1)}, x
     else:
         model = models.for_ndim(d)
         batch_shape = (-1,) + x.shape[x.ndim - d:]
@@ -117,16 +117,16 @@ def encode_array(x: np.ndarray, name: str, models: _Models, ndim: int | None, *,
         codec = CodecParams(storage="latent", ndim=d, tile=model.tile, offset=norm.offset, scale=norm.scale,
                             latent_shape=list(y_hat.shape), symbols_crc32=_symbols_crc(y_hat), escapes=n_escapes,
                             model=models.index(model))
-        stream = np.frombuffer(data, dtype=np.uint8)
-        if stream.nbytes >= x.nbytes:  # never worse than raw: store the values exactly
-            codec, stream, x_hat = CodecParams(storage="raw"), x.reshape(-1), x
+        streams = {"latents": np.frombuffer(data, dtype=np.uint8)}
+        if len(data) >= x.nbytes:  # never worse than raw: store the values exactly
+            codec, streams, x_hat = CodecParams(storage="raw"), {"values": x.reshape(-1)}, x
     q = Quality.measure(x, x_hat)
     figures = Figures(
-        original_bytes=int(x.nbytes), coded_bytes=int(stream.nbytes), mse=q.mse,
+        original_bytes=int(x.nbytes), coded_bytes=int(sum(s.nbytes for s in streams.values())), mse=q.mse,
         psnr=q.psnr, max_abs_error=q.max_abs_error, value_range=value_range(x), seconds=time.perf_counter() - t0,
     )
     entry = ArrayEntry(name=name, shape=tuple(x.shape), dtype=dtype, order=order, byteorder=byteorder,
-                       codec=codec, figures=figures, stream=stream)
+                       codec=codec, figures=figures, streams=streams)
     return entry, x_hat
 
 
@@ -136,14 +136,15 @@ def decode_array(entry: ArrayEntry, models: _Models, refs: Sequence[ModelRef]) -
     if c.storage == "constant":
         return np.full(entry.shape, c.offset, dtype=dtype)
     if c.storage == "raw":
-        x = entry.stream
+        x = entry.streams.get("values")
         if x is None or x.size != entry.size or x.dtype.kind != "f":
             raise ContainerError(f"array {entry.name!r}: raw stream missing or of the wrong length; the container is corrupted")
         return x.astype(dtype).reshape(entry.shape)
     if not 0 <= c.model < len(refs):
         raise ContainerError(f"array {entry.name!r} names model #{c.model}, which the container does not list")
     model = models.for_ref(refs[c.model])
-    if entry.stream is None or entry.stream.dtype != np.uint8:
+    stream = entry.streams.get("latents")
+    if stream is None or stream.dtype != np.uint8:
         raise ContainerError(f"array {entry.name!r}: latent stream missing; the container is corrupted")
     latent_shape = tuple(int(n) for n in c.latent_shape)
     batch_shape = (-1,) + tuple(entry.shape[len(entry.shape) - c.ndim:])
@@ -151,7 +152,7 @@ def decode_array(entry: ArrayEntry, models: _Models, refs: Sequence[ModelRef]) -
         np.prod([math.ceil(n / c.tile) for n in batch_shape[1:]]))
     if latent_shape != model.latent_shape(n_tiles) or c.tile != model.tile:
         raise ContainerError(f"array {entry.name!r}: latent shape {latent_shape} does not fit model {model.name}")
-    y_hat = entropy.decode(entry.stream.tobytes(), c.escapes, model.tables, latent_shape)
+    y_hat = entropy.decode(stream.tobytes(), c.escapes, model.tables, latent_shape)
     if _symbols_crc(y_hat) != c.symbols_crc32:
         raise ChecksumError(f"array {entry.name!r}: decoded latents fail their checksum; the container is corrupted")
     norm = Normalization(offset=c.offset, scale=c.scale)

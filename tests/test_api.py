@@ -116,4 +116,4 @@ def test_info_reads_no_streams(tmp_path):
     p = str(tmp_path / "x.aez")
     aezip.compress(x, p)
     c = aezip.info(p)
-    assert c.arrays[0].stream is None and c.format_version == 1
+    assert c.arrays[0].streams == {} and c.format_version == 1

@@ -102,7 +102,7 @@ def test_info_and_verify(npy, tmp_path, capsys):
 def _corrupt_stream(aez):
     """Flip one byte inside a contiguous stream (compact ones sit in checksummed object headers)."""
     with h5py.File(aez, "r") as f:
-        offset = f["array_0"].id.get_offset()
+        offset = f["array_0/latents"].id.get_offset()
     assert offset is not None
     data = bytearray(aez.read_bytes())
     data[offset + 10] ^= 0xFF

@@ -20,7 +20,7 @@ def _container(n_stream=2500, **kw):
     codec = CodecParams(storage="latent", ndim=2, tile=64, offset=1.0, scale=2.0, latent_shape=[1, 8, 16, 16],
                         symbols_crc32=7, model=0)
     entry = ArrayEntry(name="", shape=(10, 10), dtype="float32", order="C", byteorder="<", codec=codec, figures=FIG,
-                       stream=y)
+                       streams={"latents": y})
     return Container(writer="aezip test", source=SourceRef(kind="npy", name="x.npy"), arrays=(entry,),
                      models=(MODEL,), **kw)
 
@@ -33,23 +33,23 @@ def test_roundtrip_records_and_streams(tmp_path):
     assert r.format_version == 1 and r.models == c.models and r.source == c.source
     a, b = r.arrays[0], c.arrays[0]
     assert (a.name, a.shape, a.dtype, a.codec, a.figures) == (b.name, b.shape, b.dtype, b.codec, b.figures)
-    np.testing.assert_array_equal(a.stream, b.stream)
+    np.testing.assert_array_equal(a.streams["latents"], b.streams["latents"])
 
 
 @pytest.mark.parametrize("n_stream", [100, 2500, 30000, 200000])
 def test_overhead_is_small(tmp_path, n_stream):
-    """Beyond its stream a one-array container costs about 1.2-1.4 KB (formats/aezip-container-v1.md §1)."""
+    """Beyond its stream a one-array container costs about 1.7 KB (formats/aezip-container-v1.md §1)."""
     p = str(tmp_path / "c.aez")
     size = write_container(p, _container(n_stream))
     assert size == os.path.getsize(p)
-    assert size - n_stream <= 1536
+    assert size - n_stream <= 2048
 
 
 def test_strings_are_fixed_length(tmp_path):
     p = str(tmp_path / "c.aez")
     write_container(p, _container())
     with h5py.File(p) as f:
-        for obj in (f, f["array_0"]):
+        for obj in (f, f["array_0"], f["array_0/latents"]):
             for k in obj.attrs:
                 tid = obj.attrs.get_id(k).get_type()
                 if isinstance(tid, h5py.h5t.TypeStringID):
@@ -91,7 +91,7 @@ def test_flipped_byte_fails_checksum(tmp_path):
     c = _container(200000)
     write_container(p, c)
     data = bytearray(Path(p).read_bytes())
-    pos = bytes(data).find(c.arrays[0].stream[:64].tobytes())
+    pos = bytes(data).find(c.arrays[0].streams["latents"][:64].tobytes())
     data[pos + 1000] ^= 0xFF
     Path(p).write_bytes(bytes(data))
     with pytest.raises(ChecksumError):
@@ -131,4 +131,13 @@ def test_corrupt_record(tmp_path):
     with h5py.File(p, "r+") as f:
         f["array_0"].attrs["codec"] = np.bytes_(b'{"storage": "latent"')
     with pytest.raises(ContainerError, match="codec"):
+        read_container(p)
+
+
+def test_unknown_storage_asks_for_an_upgrade(tmp_path):
+    p = str(tmp_path / "c.aez")
+    write_container(p, _container())
+    with h5py.File(p, "r+") as f:
+        f["array_0"].attrs["codec"] = np.bytes_(b'{"storage": "hybrid-v9"}')
+    with pytest.raises(ContainerError, match="upgrade aezip"):
         read_container(p)

@@ -31,6 +31,8 @@ def _from_json(cls, text: str | bytes, what: str):
     known = {f.name for f in fields(cls)}
     try:
         return cls(**{k: v for k, v in d.items() if k in known})
+    except ContainerError:
+        raise
     except (TypeError, ValueError) as e:
         raise ContainerError(f"the {what} record is incomplete or invalid ({e}); the container is corrupted") from None
 
@@ -103,7 +105,9 @@ class CodecParams:
 
     def __post_init__(self) -> None:
         if self.storage not in STORAGES:
-            raise ValueError(f"unknown storage {self.storage!r}")
+            raise ContainerError(
+                f"an array is stored as {self.storage!r}, which this aezip does not know: upgrade aezip to read it"
+            )
         if self.storage == "latent" and not (self.ndim in (1, 2, 3) and self.tile > 0 and self.scale > 0):
             raise ValueError("latent storage needs ndim 1-3, a positive tile and a positive scale")
 
@@ -136,11 +140,11 @@ class Figures:
 
 @dataclass(frozen=True, kw_only=True)
 class ArrayEntry:
-    """One array: its identity, how it was coded, its figures and its stream.
+    """One array: its identity, how it was coded, its figures and its streams.
 
-    ``stream`` is a 1-D numpy array: the coded latents followed by the escaped values
-    (uint8) for storage "latent", the values for "raw", empty for "constant". None when
-    the container was read without streams.
+    ``streams`` maps a stream name to a 1-D numpy array: "latents" (uint8: the coded
+    latents, then the escaped values) for storage "latent", "values" for "raw", none for
+    "constant". Empty when the container was read without streams.
     """
 
     name: str
@@ -150,7 +154,7 @@ class ArrayEntry:
     byteorder: str
     codec: CodecParams
     figures: Figures
-    stream: np.ndarray | None = None
+    streams: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:

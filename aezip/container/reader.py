@@ -52,23 +52,23 @@ def _stream(obj, name: str, path: str) -> np.ndarray:
     return np.asarray(data).reshape(-1)
 
 
-def _array(ds: h5py.Dataset, path: str, streams: bool) -> ArrayEntry:
+def _array(g: h5py.Group, path: str, streams: bool) -> ArrayEntry:
     try:
-        shape = tuple(int(n) for n in np.asarray(ds.attrs["shape"]).reshape(-1))
+        shape = tuple(int(n) for n in np.asarray(g.attrs["shape"]).reshape(-1))
     except (KeyError, TypeError, ValueError):
-        raise ContainerError(f"{path}: {ds.name} has no valid shape; the container is corrupted") from None
+        raise ContainerError(f"{path}: {g.name} has no valid shape; the container is corrupted") from None
     try:
         return ArrayEntry(
-            name=_text(ds.attrs, "name", path), shape=shape, dtype=_text(ds.attrs, "dtype", path),
-            order=_text(ds.attrs, "order", path), byteorder=_text(ds.attrs, "byteorder", path),
-            codec=CodecParams.parse(_text(ds.attrs, "codec", path)),
-            figures=Figures.parse(_text(ds.attrs, "figures", path)),
-            stream=_stream(ds.parent, ds.name, path) if streams else None,
+            name=_text(g.attrs, "name", path), shape=shape, dtype=_text(g.attrs, "dtype", path),
+            order=_text(g.attrs, "order", path), byteorder=_text(g.attrs, "byteorder", path),
+            codec=CodecParams.parse(_text(g.attrs, "codec", path)),
+            figures=Figures.parse(_text(g.attrs, "figures", path)),
+            streams={k: _stream(g, k, path) for k in g} if streams else {},
         )
     except ValueError as e:
         if isinstance(e, ContainerError):
             raise
-        raise ContainerError(f"{path}: {ds.name} is invalid ({e}); the container is corrupted") from None
+        raise ContainerError(f"{path}: {g.name} is invalid ({e}); the container is corrupted") from None
 
 
 def read_container(path: str, *, streams: bool = True) -> Container:
@@ -84,8 +84,8 @@ def read_container(path: str, *, streams: bool = True) -> Container:
             version = check_format(f, path)
             n = int(f.attrs.get("n_arrays", -1))
             groups = [f"array_{i}" for i in range(n)]
-            if n < 1 or any(not isinstance(f.get(g), h5py.Dataset) for g in groups):
-                raise ContainerError(f"{path}: array datasets are missing; the container is corrupted")
+            if n < 1 or any(not isinstance(f.get(g), h5py.Group) for g in groups):
+                raise ContainerError(f"{path}: array groups are missing; the container is corrupted")
             return Container(
                 format_version=version,
                 writer=_text(f.attrs, "writer", path),

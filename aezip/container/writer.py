@@ -51,14 +51,16 @@ def write_container(path: str, c: Container, *, force: bool = False) -> int:
                 f.attrs["models"] = _text(to_json(c.models))
             f.attrs["n_arrays"] = np.int32(len(c.arrays))
             for i, a in enumerate(c.arrays):
-                ds = _stream(f, f"array_{i}", a.stream)
-                ds.attrs["name"] = _text(a.name)
-                ds.attrs["shape"] = np.asarray(a.shape, dtype="<i8")
-                ds.attrs["dtype"] = _text(a.dtype)
-                ds.attrs["order"] = _text(a.order)
-                ds.attrs["byteorder"] = _text(a.byteorder)
-                ds.attrs["codec"] = _text(to_json(a.codec))
-                ds.attrs["figures"] = _text(to_json(a.figures))
+                g = f.create_group(f"array_{i}")
+                g.attrs["name"] = _text(a.name)
+                g.attrs["shape"] = np.asarray(a.shape, dtype="<i8")
+                g.attrs["dtype"] = _text(a.dtype)
+                g.attrs["order"] = _text(a.order)
+                g.attrs["byteorder"] = _text(a.byteorder)
+                g.attrs["codec"] = _text(to_json(a.codec))
+                g.attrs["figures"] = _text(to_json(a.figures))
+                for name, data in a.streams.items():
+                    _stream(g, name, data)
             if c.skeleton is not None:
                 _stream(f, "skeleton", np.frombuffer(c.skeleton, dtype=np.uint8))
             if c.embedded_model is not None:

@@ -1,0 +1,39 @@
+"""Every golden container of every format version still decodes to its original."""
+
+import glob
+import os
+
+import numpy as np
+import pytest
+
+import aezip
+
+GOLDEN = os.path.join(os.path.dirname(__file__), "..", "formats", "golden")
+FILES = sorted(glob.glob(os.path.join(GOLDEN, "v*", "*.aez")))
+
+
+def _originals(aez: str) -> dict[str, np.ndarray]:
+    stem = aez[: -len(".aez")]
+    if os.path.exists(stem + ".npy"):
+        return {"": np.load(stem + ".npy")}
+    with np.load(stem + ".npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+def test_there_are_golden_files():
+    assert len(FILES) >= 6
+
+
+@pytest.mark.parametrize("aez", FILES, ids=lambda p: os.path.relpath(p, GOLDEN))
+def test_golden_decodes_to_its_original(aez):
+    originals = _originals(aez)
+    stored = aezip.info(aez)
+    result, _ = aezip.decompress(aez, write=False)
+    x_hats = {"": result} if isinstance(result, np.ndarray) else result
+    for entry in stored.arrays:
+        x, x_hat = originals[entry.name], x_hats[entry.name]
+        assert x_hat.shape == x.shape and x_hat.dtype == x.dtype
+        f = entry.figures
+        # no bound is promised in v1: the stored max error plus 1e-6 relative slack (network last bits)
+        limit = f.bound if f.bound is not None else f.max_abs_error * (1 + 1e-6) + 1e-6 * f.value_range
+        assert np.max(np.abs(x.astype(np.float64) - x_hat)) <= limit
