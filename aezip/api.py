@@ -24,6 +24,7 @@ from .codec.normalize import Normalization
 from .codec.tile import tile, untile
 from .container import (ArrayEntry, CodecParams, Container, Figures, ModelRef, SourceRef, read_container,
                         write_container)
+from .fileutil import check_writable
 from .errors import BoundExceededError, ChecksumError, ContainerError, UnsupportedDataError, UsageError
 from .metrics import Quality, Report, combine, value_range
 
@@ -60,10 +61,11 @@ def spatial_ndim(x: np.ndarray, ndim: int | None) -> int:
 class _Models:
     """The models a container uses, loaded once each, listed in order of first use."""
 
-    def __init__(self, spec: str | None, device: str, embedded: bytes | None = None):
+    def __init__(self, spec: str | None, device: str):
         from .model import load_model, resolve_device
 
-        self._load, self.spec, self.embedded = load_model, spec, embedded
+        self._load, self.spec = load_model, spec
+        self.embedded: bytes | None = None  # a model file carried by the container being decoded
         self.device = resolve_device(device)
         self.refs: list[ModelRef] = []
         self._by_ndim: dict[int, object] = {}
@@ -196,6 +198,7 @@ def compress(data: np.ndarray | str, output: str | None = None, *, model: str | 
     >>> report.compression_ratio > 1
     True
     """
+    models = _Models(model, device)  # imports torch: process start-up, not compression time
     t0 = time.perf_counter()
     if isinstance(data, np.ndarray):
         if output is None:
@@ -208,11 +211,7 @@ def compress(data: np.ndarray | str, output: str | None = None, *, model: str | 
     else:
         src = aeio.read_input(str(data), key=key, shape=shape, dtype=dtype)
         output = output or default_container_name(src.path)
-    if os.path.exists(output) and not force:
-        from .fileutil import check_writable
-
-        check_writable(output, force)
-    models = _Models(model, device)
+    check_writable(output, force)
     entries = []
     for fld in src.fields:
         entry, _ = encode_array(fld.x, fld.name, models, ndim, order=fld.order,
@@ -237,6 +236,7 @@ def decompress(path: str, output: str | None = None, *, model: str | None = None
     ``original`` (a path or an array) the errors are measured against it too; a measured
     error above a bound stored in the container raises ``BoundExceededError`` after writing.
     """
+    models = _Models(model, device)  # imports torch: process start-up, not decompression time
     t0 = time.perf_counter()
     c = read_container(path)
     file_bytes = os.path.getsize(path)
@@ -245,10 +245,8 @@ def decompress(path: str, output: str | None = None, *, model: str | None = None
         if output is None:
             output = aeio.default_output_name(path, kind)
         kind = aeio.output_kind(output) or kind
-        from .fileutil import check_writable
-
         check_writable(output, force)
-    models = _Models(model, device, embedded=c.embedded_model)
+    models.embedded = c.embedded_model
     x_hats = [decode_array(e, models, c.models) for e in c.arrays]
     references = _references(original, c, key)
     seconds = time.perf_counter() - t0

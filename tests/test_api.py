@@ -117,3 +117,27 @@ def test_info_reads_no_streams(tmp_path):
     aezip.compress(x, p)
     c = aezip.info(p)
     assert c.arrays[0].streams == {} and c.format_version == 1
+
+
+def test_embedded_model_is_used_when_no_other_is_found(tmp_path):
+    """A container may carry its model (format v1 §2, root dataset 'model')."""
+    import h5py
+
+    from aezip.container.writer import crc32
+    from aezip.model import train as tr
+
+    cfg, tensors, tables, summary = tr.train([sample_field((64, 64), seed=1)],
+                                             tr.TrainOptions(ndim=2, tile=16, channels=8, steps=2, batch_size=2,
+                                                             val_tiles=2))
+    model_file = tmp_path / "own.h5"
+    tr.save(str(model_file), cfg, tensors, tables, summary, "test")
+    x = sample_field((40, 40), seed=2)
+    p = tmp_path / "x.aez"
+    aezip.compress(x, str(p), model=str(model_file))
+    with pytest.raises(aezip.ModelError, match="--model PATH"):
+        aezip.decompress(str(p), write=False)
+    blob = np.frombuffer(model_file.read_bytes(), np.uint8)
+    with h5py.File(p, "r+") as f:
+        f.create_dataset("model", data=blob).attrs["crc32"] = np.uint32(crc32(blob))
+    x_hat, r = aezip.decompress(str(p), write=False, original=x)
+    assert r.measured.mse == pytest.approx(r.mse, rel=1e-9)

@@ -104,10 +104,13 @@ def _load(path_or_bytes: str | bytes, device: str) -> Model:
 
 def load_model(spec: str | None = None, *, ndim: int | None = None, model_id: str | None = None,
                embedded: bytes | None = None, device: str = "cpu") -> Model:
-    """Load a model; with ``model_id``, refuse any model whose identity differs."""
-    if embedded is not None and spec is None:
-        model = _load(embedded, device)
-    else:
+    """Load a model; with ``model_id``, refuse any model whose identity differs.
+
+    ``embedded`` is the bytes of a model file carried by a container: used when no
+    ``spec`` is given and its identity is the one asked for.
+    """
+    model = _load(embedded, device) if embedded is not None and spec is None else None
+    if model is None or (model_id is not None and model.id != model_id):
         model = _load(os.path.abspath(find_model(spec, ndim=ndim, model_id=model_id)), device)
     if model_id is not None and model.id != model_id:
         raise ModelMismatchError(

@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Compression ratio and quality of the built-in default models on ../shared/data.
+
+    python benchmarks/default_models.py [DATA_DIR]
+
+Compresses every .npy array of the folder with the default model for its
+dimensionality (through the public API, whole container file counted), decompresses
+it, and prints ratio, bits/value, PSNR, max error and speeds. Arrays the default
+models were trained on are marked: their figures are in-sample.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import aezip  # noqa: E402
+from aezip.model import load_model  # noqa: E402
+
+
+def trained_on(ndim: int) -> set[str]:
+    """Names of the shared arrays in the default model's training summary (by shape)."""
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    from train_defaults import REAL
+
+    return set(REAL[ndim]) | ({"mpl_topobathy_2d", "mpl_jacksboro_dem_2d", "skimage_camera_2d",
+                               "pydicom_ct_small_2d"} if ndim == 1 else set())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("data", nargs="?", default=os.path.join(ROOT, "..", "shared", "data"))
+    a = ap.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in sorted(glob.glob(os.path.join(a.data, "*.npy"))):
+            name = os.path.basename(path)[:-4]
+            x = np.load(path)
+            aez = os.path.join(tmp, name + ".aez")
+            t0 = time.perf_counter()
+            r = aezip.compress(path, aez)
+            t1 = time.perf_counter()
+            x_hat, _ = aezip.decompress(aez, os.path.join(tmp, name + ".npy"))
+            t2 = time.perf_counter()
+            ndim = min(x.ndim, 3)
+            rows.append({
+                "array": name, "shape": "x".join(map(str, x.shape)), "model": load_model(ndim=ndim).name,
+                "in_sample": name in trained_on(ndim), "ratio": r.compression_ratio, "bpv": r.bits_per_value,
+                "psnr": r.psnr, "max_err_rel": r.max_abs_error / (float(x.max()) - float(x.min())),
+                "comp": x.nbytes / 1e6 / (t1 - t0), "decomp": x.nbytes / 1e6 / (t2 - t1), "storage": r.storage,
+            })
+    head = "| array | shape | model | trained on it | ratio | bits/value | PSNR dB | max err / range | comp MB/s | decomp MB/s |"
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    for r in rows:
+        print(f"| {r['array']} | {r['shape']} | {r['model']} | {'yes' if r['in_sample'] else 'no'} | {r['ratio']:.1f} | "
+              f"{r['bpv']:.3f} | {r['psnr']:.1f} | {r['max_err_rel']:.3g} | {r['comp']:.1f} | {r['decomp']:.1f} |")
+    print(f"\naezip {aezip.__version__}; ratio = original bytes / whole container file; "
+          f"max error measured, not guaranteed (plain learned mode).")
+
+
+if __name__ == "__main__":
+    main()
