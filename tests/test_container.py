@@ -141,3 +141,20 @@ def test_unknown_storage_asks_for_an_upgrade(tmp_path):
         f["array_0"].attrs["codec"] = np.bytes_(b'{"storage": "hybrid-v9"}')
     with pytest.raises(ContainerError, match="upgrade aezip"):
         read_container(p)
+
+
+def test_h5dump_shows_the_documented_layout(tmp_path):
+    """A real HDF5 client (Debian's hdf5-tools, HDF5 1.10) reads the container."""
+    import shutil
+    import subprocess
+
+    if shutil.which("h5dump") is None:
+        pytest.skip("h5dump (Debian package hdf5-tools) is not installed")
+    p = str(tmp_path / "c.aez")
+    write_container(p, _container())
+    out = subprocess.run(["h5dump", "-H", p], capture_output=True, text=True, check=True).stdout
+    for name in ('ATTRIBUTE "format"', 'ATTRIBUTE "format_version"', 'ATTRIBUTE "writer"', 'ATTRIBUTE "models"',
+                 'GROUP "array_0"', 'ATTRIBUTE "codec"', 'ATTRIBUTE "figures"', 'DATASET "latents"',
+                 'ATTRIBUTE "crc32"', "H5T_STR_NULLPAD"):
+        assert name in out
+    assert "H5T_VARIABLE" not in out
