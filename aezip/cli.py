@@ -59,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--key", help="one array of an .npz (its name) or HDF5 file (/group/dataset)")
     c.add_argument("--shape", type=_shape, help=RAW_HELP)
     c.add_argument("--dtype", help="raw binary input: float32 or float64 (default from .f32/.f64)")
+    b = c.add_argument_group("error bounds (at most one; without: the plain learned mode, error measured "
+                             "not guaranteed; integer arrays are then coded losslessly)")
+    modes = b.add_mutually_exclusive_group()
+    modes.add_argument("--abs", type=float, metavar="E", help="every finite value within E (integers: --abs 0 is lossless)")
+    modes.add_argument("--rel", type=float, metavar="R", help="E = R x value range of the finite values (SZ's REL)")
+    modes.add_argument("--psnr", type=float, metavar="P", help="the loosest bound whose PSNR is at least P dB")
+    modes.add_argument("--pw-rel", type=float, metavar="R", help="|x - x_hat| <= R |x| for every value (data spanning decades)")
 
     d = sub.add_parser("decompress", parents=[common], help="reconstruct the array(s) of a container")
     d.add_argument("input", metavar="FILE.aez")
@@ -102,12 +109,25 @@ def print_report(r: Report, verb: str, out=None) -> None:
     print(f"  shape {shape}  dtype {r.dtype}  storage {r.storage}" + (f"  model {r.model}" if r.model else ""), file=out)
     print(f"  original {r.original_bytes:,} B  container {r.compressed_bytes:,} B  "
           f"ratio {r.compression_ratio:.2f}  bits/value {r.bits_per_value:.3f}", file=out)
-    kind = "guaranteed" if r.bound is not None else "measured, not guaranteed"
+    kind = "measured, not guaranteed" if r.bound is None and r.max_error_ratio is None else "measured"
     print(f"  MSE {_fmt(r.mse)}  PSNR {_fmt(r.psnr, '.2f')} dB  max abs error {_fmt(r.max_abs_error)} ({kind})", file=out)
+    if r.max_error_ratio is not None:
+        what = f"|x - x_hat| <= {r.bound:.4g} |x|" if r.bound_kind == "pw_rel" else f"bound {_fmt(r.bound)}"
+        print(f"  mode {r.mode}: {what} guaranteed; max error / bound {r.max_error_ratio:.4f}", file=out)
+    if r.stream_bytes:
+        total = r.compressed_bytes
+        parts = {"latents": 0, "residual codes": 0, "exact values": 0}
+        names = {"latents": "latents", "residuals": "residual codes", "exact": "exact values", "values": "exact values",
+                 "nonfinite_values": "exact values"}
+        for k, v in r.stream_bytes.items():
+            parts[names.get(k, "exact values")] += v
+        meta = total - sum(parts.values())
+        shares = "  ".join(f"{k} {100 * v / total:.1f}%" for k, v in parts.items() if v) + f"  metadata {100 * meta / total:.1f}%"
+        print(f"  bytes: {shares}", file=out)
     if r.measured is not None:
         m = r.measured
-        print(f"  against original: MSE {_fmt(m.mse)}  PSNR {_fmt(m.psnr, '.2f')} dB  max abs error {_fmt(m.max_abs_error)}",
-              file=out)
+        print(f"  against original: MSE {_fmt(m.mse)}  PSNR {_fmt(m.psnr, '.2f')} dB  max abs error {_fmt(m.max_abs_error)}"
+              + (f"  max error / bound {r.measured_ratio:.4f}" if r.measured_ratio is not None else ""), file=out)
     print(f"  {r.seconds:.2f} s  {r.mb_per_s:.1f} MB/s", file=out)
     for a in r.arrays:
         print(f"    {a.name}: {'x'.join(map(str, a.shape))} {a.dtype} {a.storage}  ratio {a.compression_ratio:.2f}  "
@@ -118,7 +138,8 @@ def _cmd_compress(a) -> dict:
     from . import api
 
     r = api.compress(a.input, a.output, model=a.model, ndim=a.ndim, device=a.device, key=a.key,
-                     shape=a.shape, dtype=a.dtype, force=a.force)
+                     shape=a.shape, dtype=a.dtype, force=a.force, abs=a.abs, rel=a.rel, psnr=a.psnr,
+                     pw_rel=a.pw_rel)
     return _emit(a, r, "compressed")
 
 

@@ -22,16 +22,47 @@ class Quality:
 
     @classmethod
     def measure(cls, x: np.ndarray, x_hat: np.ndarray) -> Quality:
+        """Over the finite values of x; a non-finite value not restored exactly counts as an infinite error."""
         if x.shape != x_hat.shape:
             raise ValueError(f"shapes differ: {x.shape} vs {x_hat.shape}")
-        d = x.astype(np.float64) - x_hat.astype(np.float64)
+        finite = _finite_mask(x)
+        d = x[finite].astype(np.float64) - x_hat[finite].astype(np.float64)
         mse = float(np.mean(d * d)) if d.size else 0.0
         max_err = float(np.max(np.abs(d))) if d.size else 0.0
+        if not finite.all() and not _same_nonfinite(x, x_hat, finite):
+            max_err = mse = math.inf
         return cls(mse=mse, psnr=psnr(mse, value_range(x)), max_abs_error=max_err)
 
 
+def _finite_mask(x: np.ndarray) -> np.ndarray:
+    return np.isfinite(x) if x.dtype.kind == "f" else np.ones(x.shape, bool)
+
+
+def _same_nonfinite(x: np.ndarray, x_hat: np.ndarray, finite: np.ndarray) -> bool:
+    a, b = x[~finite], x_hat[~finite]
+    return bool(np.all((a == b) | (np.isnan(a) & np.isnan(b))))
+
+
 def value_range(x: np.ndarray) -> float:
-    return float(np.max(x)) - float(np.min(x)) if x.size else 0.0
+    """max - min of the finite values (0 for none)."""
+    v = x[_finite_mask(x)]
+    return float(np.max(v)) - float(np.min(v)) if v.size else 0.0
+
+
+def max_error_ratio(x: np.ndarray, x_hat: np.ndarray, bound: float, kind: str) -> float:
+    """Largest |x - x_hat| / bound ("abs") or |x - x_hat| / (bound |x|) ("pw_rel") over finite values."""
+    finite = _finite_mask(x)
+    d = np.abs(x[finite].astype(np.float64) - x_hat[finite].astype(np.float64))
+    if not finite.all() and not _same_nonfinite(x, x_hat, finite):
+        return math.inf
+    if d.size == 0:
+        return 0.0
+    if kind == "pw_rel":
+        scale = bound * np.abs(x[finite].astype(np.float64))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = np.where(d == 0, 0.0, d / scale)
+        return float(np.max(r))
+    return float(np.max(d)) / bound if bound > 0 else (0.0 if np.max(d) == 0 else math.inf)
 
 
 def psnr(mse: float, vrange: float) -> float | None:
@@ -73,8 +104,13 @@ class Report:
     seconds: float
     storage: str
     model: str | None = None
+    mode: str | None = None
     bound: float | None = None
+    bound_kind: str = "abs"
+    max_error_ratio: float | None = None
+    stream_bytes: dict | None = None
     measured: Quality | None = None
+    measured_ratio: float | None = None
     arrays: tuple[Report, ...] = ()
 
     @property
@@ -100,11 +136,16 @@ class Report:
             "original_bytes": self.original_bytes, "compressed_bytes": self.compressed_bytes,
             "compression_ratio": _finite(self.compression_ratio), "bits_per_value": self.bits_per_value,
             "mse": self.mse, "psnr": _finite(self.psnr), "max_abs_error": self.max_abs_error,
-            "bound": self.bound, "seconds": round(self.seconds, 6), "mb_per_s": _finite(self.mb_per_s),
+            "mode": self.mode, "bound": self.bound, "bound_kind": self.bound_kind,
+            "max_error_over_bound": self.max_error_ratio,
+            "seconds": round(self.seconds, 6), "mb_per_s": _finite(self.mb_per_s),
         }
+        if self.stream_bytes is not None:
+            d["stream_bytes"] = self.stream_bytes
         if self.measured is not None:
             m = self.measured
-            d["measured"] = {"mse": m.mse, "psnr": _finite(m.psnr), "max_abs_error": m.max_abs_error}
+            d["measured"] = {"mse": m.mse, "psnr": _finite(m.psnr), "max_abs_error": m.max_abs_error,
+                             "max_error_over_bound": self.measured_ratio}
         if self.arrays:
             d["arrays"] = [a.to_json() for a in self.arrays]
         return d
@@ -128,9 +169,14 @@ def combine(parts: list[Report], **totals) -> Report:
         measured = Quality(mse=mm, psnr=None if mrel == 0 else -10 * math.log10(mrel),
                            max_abs_error=max(p.measured.max_abs_error for p in parts))
     dtypes = sorted({p.dtype for p in parts})
+    ratios = [p.max_error_ratio for p in parts]
+    measured_ratios = [p.measured_ratio for p in parts]
     return Report(
         name="", shape=(), dtype=",".join(dtypes), original_bytes=sum(p.original_bytes for p in parts),
         mse=mse, psnr=None if rel == 0 else -10 * math.log10(rel),
         max_abs_error=max((p.max_abs_error for p in parts), default=0.0), value_range=0.0,
-        storage=",".join(sorted({p.storage for p in parts})), measured=measured, arrays=tuple(parts), **totals,
+        storage=",".join(sorted({p.storage for p in parts})), measured=measured, arrays=tuple(parts),
+        mode=",".join(sorted({p.mode for p in parts if p.mode})) or None,
+        max_error_ratio=max(ratios) if None not in ratios else None,
+        measured_ratio=max(measured_ratios) if None not in measured_ratios else None, **totals,
     )

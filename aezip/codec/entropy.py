@@ -47,16 +47,18 @@ class Tables:
         return int(self.weights.shape[0])
 
     @classmethod
-    def from_counts(cls, counts: np.ndarray, lo: np.ndarray) -> Tables:
-        """Turn symbol counts (C, K-1) into tables with an escape entry appended.
+    def from_counts(cls, counts: np.ndarray, lo: np.ndarray, escape: np.ndarray | None = None) -> Tables:
+        """Turn symbol counts (C, K-1) and escape counts (C,) into integer tables.
 
-        The escape gets the weight of one observed symbol, so out-of-range values
-        stay cheap enough and in-range probabilities are barely touched.
+        Without ``escape`` the escape gets the weight of one observed symbol. Only IEEE
+        basic operations on integers are used, so the same counts give the same table
+        on every machine (the adaptive coder rebuilds tables while decoding).
         """
         counts = np.asarray(counts, dtype=np.float64)
         c, k1 = counts.shape
         k = k1 + 1
-        p = np.concatenate([counts, np.ones((c, 1))], axis=1)
+        esc = np.ones((c, 1)) if escape is None else np.asarray(escape, dtype=np.float64).reshape(c, 1)
+        p = np.concatenate([counts, esc], axis=1)
         p /= p.sum(axis=1, keepdims=True)
         budget = TOTAL - k
         w = np.floor(p * budget).astype(np.int64)

@@ -8,7 +8,7 @@ keys a record does not know are ignored, so later minor additions stay readable.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -17,8 +17,8 @@ from ..errors import ContainerError
 FORMAT = "aezip"
 FORMAT_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
-STORAGES = ("latent", "raw", "constant")
-DTYPES = ("float32", "float64")
+STORAGES = ("latent", "raw", "constant", "bounded")
+DTYPES = ("float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
 
 
 def _from_json(cls, text: str | bytes, what: str):
@@ -37,8 +37,19 @@ def _from_json(cls, text: str | bytes, what: str):
         raise ContainerError(f"the {what} record is incomplete or invalid ({e}); the container is corrupted") from None
 
 
+def _lean(record) -> dict:
+    """The record's fields, less those at their default value (readers fill defaults back)."""
+    d = asdict(record)
+    for f in fields(record):
+        default = f.default if f.default_factory is MISSING else f.default_factory()  # type: ignore[misc]
+        if f.default is not MISSING or f.default_factory is not MISSING:
+            if d[f.name] == default:
+                del d[f.name]
+    return d
+
+
 def to_json(record) -> str:
-    d = [asdict(r) for r in record] if isinstance(record, tuple) else asdict(record)
+    d = [_lean(r) for r in record] if isinstance(record, tuple) else _lean(record)
     return json.dumps(d, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
@@ -83,11 +94,17 @@ class SourceRef:
 
 @dataclass(frozen=True, kw_only=True)
 class CodecParams:
-    """How one array was coded.
+    """How one array was coded (keys at their default value are left out of the JSON).
 
     storage "latent": x_n = (x - offset) / scale was cut into tiles of edge ``tile`` over the
     trailing ``ndim`` axes and coded as latents of shape ``latent_shape``;
-    "raw": the values are stored exactly; "constant": every value equals ``offset``.
+    "raw": the values are stored exactly; "constant": every value equals ``offset``;
+    "bounded": every value within ``bound`` (mode ``mode``) by the residual coder with
+    ``levels`` interpolation levels, per-step table radii ``radii`` and
+    ``residual_escapes`` escaped codes; with ``base`` "model" the prediction starts from
+    the model's reconstruction (the latent keys describe it), coded with ``margin`` taken
+    off the bound for the network's drift between machines, and ``base_check`` holds the
+    sum and sum of squares of that prediction for the decoder to compare.
     ``symbols_crc32`` is the CRC-32 of the decoded latents (int32, little-endian, C order);
     the stream's last ``escapes`` int32 values are the escaped latents;
     ``model`` indexes the container's model list (-1: no model).
@@ -102,14 +119,25 @@ class CodecParams:
     symbols_crc32: int = 0
     escapes: int = 0
     model: int = -1
+    mode: str = ""
+    bound: float = 0.0
+    levels: int = 0
+    radii: list = field(default_factory=list)
+    residual_escapes: int = 0
+    base: str = "none"
+    margin: float = 0.0
+    base_check: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.storage not in STORAGES:
             raise ContainerError(
                 f"an array is stored as {self.storage!r}, which this aezip does not know: upgrade aezip to read it"
             )
-        if self.storage == "latent" and not (self.ndim in (1, 2, 3) and self.tile > 0 and self.scale > 0):
-            raise ValueError("latent storage needs ndim 1-3, a positive tile and a positive scale")
+        latent = self.storage == "latent" or self.base == "model"
+        if latent and not (self.ndim in (1, 2, 3) and self.tile > 0 and self.scale > 0):
+            raise ValueError("latent coding needs ndim 1-3, a positive tile and a positive scale")
+        if self.storage == "bounded" and (self.mode not in ("abs", "rel", "psnr", "pw_rel") or self.bound < 0):
+            raise ValueError(f"bounded storage with mode {self.mode!r} and bound {self.bound}")
 
     @classmethod
     def parse(cls, text) -> CodecParams:
@@ -121,7 +149,10 @@ class Figures:
     """Measured at compress time, in float64 against the input. ``psnr`` is None when exact.
 
     ``bound`` is the promised max error (None in the plain learned mode: there the
-    max error was measured, not guaranteed). ``coded_bytes`` counts this array's streams.
+    max error was measured, not guaranteed): absolute, or relative to |x| when
+    ``bound_kind`` is "pw_rel". ``max_error_ratio`` is the measured max error / bound.
+    Errors are over the finite values; NaN and Inf are restored exactly.
+    ``coded_bytes`` counts this array's streams.
     """
 
     original_bytes: int
@@ -132,6 +163,8 @@ class Figures:
     value_range: float
     seconds: float
     bound: float | None = None
+    bound_kind: str = "abs"
+    max_error_ratio: float | None = None
 
     @classmethod
     def parse(cls, text) -> Figures:

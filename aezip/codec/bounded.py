@@ -1,0 +1,124 @@
+"""Error-bounded modes: from a user's bound to codes whose reconstruction keeps it.
+
+    x ──(fill non-finite)──▶ x_f ──[base = the autoencoder's x_hat, optional]──▶
+      r = x_f - base ──interp──▶ codes ──adaptive range coder──▶ "residuals"
+                                 exact values ───────────────────▶ "exact"
+
+Modes (SZ's conventions): ``abs`` E; ``rel`` E = R × value range of the finite values;
+``psnr`` the loosest E whose PSNR is at least P; ``pw_rel`` |x - x_hat| ≤ R |x| for every
+value, coded as an absolute bound on log2|x| with signs and zeros kept exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import UnsupportedDataError, UsageError
+from . import adaptive, interp
+
+MODES = ("abs", "rel", "psnr", "pw_rel")
+PW_SLACK = 2.0**-20  # taken off log2(1 + R): covers float32 rounding and exp2's last bit
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bound:
+    """A user's request: ``mode`` and its ``value`` (E, R or P)."""
+
+    mode: str
+    value: float
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise UsageError(f"unknown error-bound mode {self.mode!r}; use one of {', '.join(MODES)}")
+        if not math.isfinite(self.value):
+            raise UsageError(f"the --{self.mode.replace('_', '-')} bound must be a finite number")
+        if self.value < 0 or (self.mode == "psnr" and self.value <= 0):
+            raise UsageError(f"the --{self.mode.replace('_', '-')} bound must be positive, got {self.value:g}")
+
+
+def absolute_bound(bound: Bound, value_range: float, integer: bool) -> float:
+    """E for modes abs, rel, psnr (the first guess; psnr is refined by the caller)."""
+    if bound.mode == "abs":
+        e = bound.value
+    elif bound.mode == "rel":
+        e = bound.value * value_range
+    else:  # uniform quantization error: MSE = E^2 / 3
+        e = value_range * 10 ** (-bound.value / 20) * math.sqrt(3)
+    if integer:
+        e = math.floor(e)
+    elif e == 0:
+        raise UsageError(
+            "a zero error bound on float data would need lossless coding, which aezip does not do: "
+            "give a positive bound (integer arrays accept --abs 0)"
+        )
+    return e
+
+
+def split_nonfinite(x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """x with NaN/Inf replaced by the mean of the finite values, and the non-finite mask (None if none)."""
+    if x.dtype.kind != "f":
+        return x, None
+    finite = np.isfinite(x)
+    if finite.all():
+        return x, None
+    if not finite.any():
+        raise UnsupportedDataError("the array has no finite value; there is nothing to compress")
+    fill = float(np.mean(x[finite], dtype=np.float64))
+    return np.where(finite, x, fill).astype(x.dtype), ~finite
+
+
+@dataclass(frozen=True, kw_only=True)
+class Residual:
+    """What the residual coder stores for one array."""
+
+    stream: bytes  # adaptive range coder words, then escaped codes (int32)
+    escapes: int
+    radii: list[int]
+    levels: int
+    exact: np.ndarray  # float64, values stored exactly, in visiting order
+
+
+def encode(x: np.ndarray, e: float, *, dtype, integer: bool, base: np.ndarray | None = None,
+           margin: float = 0.0) -> tuple[Residual, np.ndarray]:
+    """Code float64 field x within e; returns the residual record and the decoder's x_hat (float64)."""
+    coded, r_hat = interp.encode(x, e, base=base, dtype=dtype, margin=margin, integer=integer)
+    data, n_esc, radii = adaptive.encode(coded.codes)
+    exact = np.concatenate(coded.exact) if coded.exact else np.zeros(0)
+    res = Residual(stream=data, escapes=n_esc, radii=radii, levels=coded.levels, exact=exact.astype(np.float64))
+    return res, (r_hat if base is None else base + r_hat)
+
+
+def decode(res: Residual, shape: tuple[int, ...], e: float, *, integer: bool,
+           base: np.ndarray | None = None) -> np.ndarray:
+    sizes = interp.step_sizes(shape, res.levels)
+    codes = adaptive.decode(res.stream, res.escapes, res.radii, sizes)
+    n_exact = [int((c == interp.ESCAPE).sum()) for c in codes]
+    if sum(n_exact) != res.exact.size:
+        from ..errors import ContainerError
+
+        raise ContainerError("the number of exactly stored values does not match the codes; the container is corrupted")
+    exact = np.split(res.exact, np.cumsum(n_exact)[:-1])
+    r_hat = interp.decode(interp.Coded(codes=codes, exact=exact, levels=res.levels), shape, e, integer=integer)
+    return r_hat if base is None else base + r_hat
+
+
+def pw_forward(x: np.ndarray, r: float) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """Point-wise relative mode: (log2|x| with zeros filled, its absolute bound, sign bits, zero mask)."""
+    if r <= PW_SLACK * 4 or r >= 1:
+        raise UsageError(f"--pw-rel must lie between {PW_SLACK * 4:.1g} and 1, got {r:g}")
+    zero = x == 0
+    magnitude = np.abs(x.astype(np.float64))
+    y = np.log2(np.where(zero, 1.0, magnitude))
+    if zero.any() and (~zero).any():
+        y[zero] = float(np.min(y[~zero]))
+    return y, math.log2(1 + r) - PW_SLACK, np.signbit(x), zero
+
+
+def pw_inverse(y_hat: np.ndarray, negative: np.ndarray, zero: np.ndarray) -> np.ndarray:
+    x_hat = np.exp2(y_hat)
+    x_hat[negative] *= -1
+    x_hat[zero] = np.where(negative[zero], -0.0, 0.0)
+    return x_hat

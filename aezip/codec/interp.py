@@ -1,0 +1,171 @@
+"""Error-bounded coding of a field by multilevel interpolation (closed loop, float64).
+
+The field is visited coarse to fine, as in SZ3's interpolation predictor: first the
+anchor grid (every ``S``-th point along each axis, ``S = 2**levels``), then for each
+stride ``s = S/2, S/4, ..., 1`` one pass per axis that fills the points at odd
+multiples of ``s`` along that axis from their already reconstructed neighbours at
+``±s`` (cubic when four neighbours exist, linear when two, the nearest otherwise).
+
+Every prediction ``p`` uses reconstructed values only, so the decoder repeats it
+exactly; the residual is quantized with step ``2E`` in float64,
+``q = round((x - p) / 2E)``, ``x_hat = p + 2E q``; a value whose code is out of range
+or whose reconstruction would miss the bound (float rounding) is stored exactly.
+Codes come out in visiting order, one array per pass, so that passes can be coded
+with their own statistics.
+
+All arithmetic is numpy float64 element-wise addition and multiplication, which IEEE
+754 rounds the same way everywhere: the decoder's values are bit-identical to the
+encoder's on any machine.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+QMAX = 1 << 20  # largest code magnitude; larger residuals are stored exactly
+
+
+def levels_for(shape: tuple[int, ...]) -> int:
+    """Anchor stride 2**levels: the smallest that leaves a handful of anchors per axis."""
+    n = max(shape)
+    return max(0, min(16, math.ceil(math.log2(max(n, 2))) - 2))
+
+
+def passes(shape: tuple[int, ...], levels: int) -> Iterator[tuple[int, int]]:
+    """(stride, axis) of every pass after the anchors, coarse to fine."""
+    for k in range(levels - 1, -1, -1):
+        for axis in range(len(shape)):
+            yield 1 << k, axis
+
+
+def _targets(shape, s: int, axis: int) -> tuple[slice, ...]:
+    """Index of the points a pass fills: odd multiples of s on ``axis``, multiples of s
+    on the axes before it (done at this stride), of 2s on the axes after it."""
+    return tuple(
+        slice(s, None, 2 * s) if a == axis else slice(0, None, s) if a < axis else slice(0, None, 2 * s)
+        for a in range(len(shape))
+    )
+
+
+def predict(x_hat: np.ndarray, s: int, axis: int) -> np.ndarray:
+    """Interpolate the targets of pass (s, axis) from reconstructed ``x_hat``."""
+    n = x_hat.shape[axis]
+    idx = list(_targets(x_hat.shape, s, axis))
+
+    def take(offset: int) -> np.ndarray:
+        """Neighbours at target + offset*s along axis, for targets where that exists."""
+        start = s + offset * s
+        sl = idx.copy()
+        sl[axis] = slice(start, None, 2 * s) if start >= 0 else slice(start + 2 * s, None, 2 * s)
+        return x_hat[tuple(sl)]
+
+    m = len(range(s, n, 2 * s))  # number of targets along axis
+    left = take(-1)
+    right = take(1)
+    n_right = right.shape[axis]  # targets that have a right neighbour
+    p = np.array(left[tuple(slice(0, m) if a == axis else slice(None) for a in range(x_hat.ndim))], dtype=np.float64)
+
+    def part(a: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        return a[tuple(slice(lo, hi) if ax == axis else slice(None) for ax in range(x_hat.ndim))]
+
+    # linear where both ±s exist
+    lin = 0.5 * (part(left, 0, n_right) + part(right, 0, n_right))
+    p[tuple(slice(0, n_right) if a == axis else slice(None) for a in range(x_hat.ndim))] = lin
+    # cubic where ±s and ±3s exist: targets j with 1 <= j and j + 1 < number having +3s
+    if m >= 3:
+        far_left, far_right = take(-3), take(3)  # far_left exists for targets j >= 1
+        n_far_right = far_right.shape[axis]  # targets j < n_far_right have +3s
+        lo, hi = 1, min(n_far_right, n_right)
+        if hi > lo:
+            c = (-1 / 16) * part(far_left, lo - 1, hi - 1) + (9 / 16) * part(left, lo, hi) \
+                + (9 / 16) * part(right, lo, hi) + (-1 / 16) * part(far_right, lo, hi)
+            p[tuple(slice(lo, hi) if a == axis else slice(None) for a in range(x_hat.ndim))] = c
+    return p
+
+
+ESCAPE = np.iinfo(np.int32).min  # code of an exactly stored value
+
+
+@dataclass(frozen=True, kw_only=True)
+class Coded:
+    """Output of :func:`encode`: one int32 code array per step (the anchors, then each
+    pass), ``ESCAPE`` where the value is stored exactly; the exact values of each step."""
+
+    codes: list[np.ndarray]
+    exact: list[np.ndarray]
+    levels: int
+
+
+def _steps(shape: tuple[int, ...], levels: int) -> Iterator[tuple[tuple[slice, ...], tuple[int, int] | None]]:
+    """(index, pass) of each step: the anchors (no pass: predicted by 0), then every pass."""
+    yield tuple(slice(0, None, 1 << levels) for _ in shape), None
+    for s, axis in passes(shape, levels):
+        yield _targets(shape, s, axis), (s, axis)
+
+
+def _prediction(x_hat: np.ndarray, t: tuple[slice, ...], step: tuple[int, int] | None) -> np.ndarray:
+    return np.zeros(x_hat[t].shape) if step is None else predict(x_hat, *step)
+
+
+def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarray | None = None,
+           dtype=np.float64, margin: float = 0.0, integer: bool = False) -> tuple[Coded, np.ndarray]:
+    """Code field ``x`` (float64 values) within ``e`` of every value; returns the codes and
+    the residual field r_hat the decoder will rebuild.
+
+    ``base`` is a prediction every value starts from (the autoencoder's): the
+    interpolation then codes r = x - base, and the decoder's value is
+    ``cast(base + r_hat)``, ``cast`` rounding to ``dtype``. The check is made on that
+    final value with ``margin`` taken off ``e``, so a decoder whose ``base`` drifts by up
+    to ``margin`` still keeps the bound. ``integer``: integer data, predictions rounded
+    to integers and step 2e + 1, so ``e = 0`` is lossless.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    r = x if base is None else x - base
+    levels = levels_for(x.shape) if levels is None else levels
+    r_hat = np.empty_like(r)
+    step = 2.0 * e + 1.0 if integer else 2.0 * e
+    cast = np.dtype(dtype)
+    codes, exact = [], []
+    for t, pas in _steps(x.shape, levels):
+        target = r[t]
+        p = _prediction(r_hat, t, pas)
+        if integer:
+            p = np.rint(p)
+        q = np.rint((target - p) / step)
+        ok = np.abs(q) <= QMAX
+        q = np.where(ok, q, 0.0)
+        rec = p + step * q
+        value = rec if base is None else base[t] + rec
+        if cast != np.float64 and not integer:
+            value = value.astype(cast).astype(np.float64)
+        ok &= np.abs(x[t] - value) <= e - margin  # rounding can push a value past the bound
+        r_hat[t] = np.where(ok, rec, target)
+        codes.append(np.where(ok, q, ESCAPE).astype(np.int32).reshape(-1))
+        exact.append(target[~ok])
+    return Coded(codes=codes, exact=exact, levels=levels), r_hat
+
+
+def decode(coded: Coded, shape: tuple[int, ...], e: float, *, integer: bool = False) -> np.ndarray:
+    """Rebuild r_hat from the codes: bit-identical to what :func:`encode` returned."""
+    r_hat = np.empty(shape, dtype=np.float64)
+    step = 2.0 * e + 1.0 if integer else 2.0 * e
+    for (t, pas), c, ex in zip(_steps(shape, coded.levels), coded.codes, coded.exact, strict=True):
+        p = _prediction(r_hat, t, pas)
+        if integer:
+            p = np.rint(p)
+        c = c.reshape(p.shape)
+        esc = c == ESCAPE
+        rec = p + step * np.where(esc, 0, c).astype(np.float64)
+        rec[esc] = ex
+        r_hat[t] = rec
+    return r_hat
+
+
+def step_sizes(shape: tuple[int, ...], levels: int) -> list[int]:
+    """Number of codes of each step, for the decoder."""
+    probe = np.empty(shape, dtype=np.uint8)
+    return [probe[t].size for t, _ in _steps(shape, levels)]

@@ -1,0 +1,300 @@
+"""Code one array into a container entry, and back. The decoder's functions are the
+ones the encoder runs to measure what it promises.
+
+storage   when                                    streams
+constant  every finite value equal                -
+raw       coding would not make it smaller        values
+latent    plain learned mode (no bound given)     latents
+bounded   --abs/--rel/--psnr/--pw-rel, integers   residuals, exact (+ latents when the
+                                                  model's prediction pays off; + signs,
+                                                  zeros in pw_rel)
+NaN/Inf of any storage: nonfinite_mask (packed bits) and nonfinite_values.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+import zlib
+
+import numpy as np
+
+from . import progress
+from .codec import bounded, entropy
+from .codec.normalize import Normalization
+from .codec.tile import tile, untile
+from .container import ArrayEntry, CodecParams, Figures, ModelRef
+from .errors import ChecksumError, ContainerError, UnsupportedDataError, UsageError
+from .metrics import Quality, max_error_ratio, value_range
+
+INT_LIMIT = 2**53  # integers beyond this are not exact in float64
+DRIFT = 2.0**-16  # allowed drift of the network's output between machines, relative to the half range
+
+
+class PredictionDriftWarning(UserWarning):
+    """The model's prediction differs from the encoder's by more than the drift aezip allows."""
+
+
+class Models:
+    """The models a container uses, loaded once each, listed in order of first use."""
+
+    def __init__(self, spec: str | None, device: str):
+        from .model import load_model, resolve_device
+
+        self._load, self.spec = load_model, spec
+        self.device = resolve_device(device)
+        self.embedded: bytes | None = None  # a model file carried by the container being decoded
+        self.refs: list[ModelRef] = []
+        self._by_ndim: dict[int, object] = {}
+
+    def for_ndim(self, d: int):
+        if d not in self._by_ndim:
+            m = self._load(self.spec, ndim=d, device=self.device)
+            self._by_ndim[d] = m
+            self.refs.append(ModelRef(id=m.id, name=m.name, config=m.config.to_dict()))
+        return self._by_ndim[d]
+
+    def index(self, model) -> int:
+        return [r.id for r in self.refs].index(model.id)
+
+    def for_ref(self, ref: ModelRef):
+        return self._load(self.spec, model_id=ref.id, embedded=self.embedded, device=self.device)
+
+
+def check_dtype(x: np.ndarray, name: str) -> None:
+    what = f"array {name!r}" if name else "the array"
+    if x.dtype.kind not in "fiu" or x.dtype == np.float16 or x.dtype.itemsize > 8:
+        raise UnsupportedDataError(f"{what} is {x.dtype}; aezip compresses float32, float64 and integer arrays")
+    if x.size == 0:
+        raise UnsupportedDataError(f"{what} is empty (shape {x.shape}); there is nothing to compress")
+    if x.dtype.kind in "iu" and x.size and max(abs(int(x.min())), abs(int(x.max()))) >= INT_LIMIT:
+        raise UnsupportedDataError(f"{what} holds integers beyond 2**53, which aezip cannot code exactly")
+
+
+def spatial_ndim(x: np.ndarray, ndim: int | None) -> int:
+    """Trailing axes that are spatial: ``ndim`` if given, else all axes up to 3."""
+    if ndim is None:
+        return min(x.ndim, 3)
+    if ndim not in (1, 2, 3):
+        raise UsageError(f"--ndim must be 1, 2 or 3, got {ndim}")
+    if ndim > x.ndim:
+        raise UsageError(f"--ndim {ndim} but the array has only {x.ndim} axes (shape {x.shape})")
+    return ndim
+
+
+def _crc(a: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(a, dtype="<i4").tobytes()) & 0xFFFFFFFF
+
+
+# --- the learned part: x -> latents -> x_hat ---------------------------------------
+
+def _latents(x: np.ndarray, d: int, models: Models, name: str):
+    """Encode with the default (or chosen) model: (codec fields, latents stream, x_hat in float64)."""
+    norm = Normalization.fit(x)
+    model = models.for_ndim(d)
+    x_b = x.reshape((-1,) + x.shape[x.ndim - d:])
+    tiles = tile(norm.forward(x_b), model.tile)
+    with progress.bar(tiles.shape[0], f"encode {name}".strip()) as advance:
+        y_hat = model.encode(tiles, advance)
+    data, n_escapes = entropy.encode(y_hat, model.tables)
+    x_hat = _reconstruct(model, norm, y_hat, x_b.shape, name).reshape(x.shape)
+    fields = dict(ndim=d, tile=model.tile, offset=norm.offset, scale=norm.scale, latent_shape=list(y_hat.shape),
+                  symbols_crc32=_crc(y_hat), escapes=n_escapes, model=models.index(model))
+    return fields, np.frombuffer(data, dtype=np.uint8), x_hat
+
+
+def _reconstruct(model, norm: Normalization, y_hat: np.ndarray, batch_shape: tuple[int, ...], name: str) -> np.ndarray:
+    with progress.bar(y_hat.shape[0], f"decode {name}".strip()) as advance:
+        x_hat_tiles = model.decode(y_hat, advance)
+    return norm.inverse(untile(x_hat_tiles[:, 0], batch_shape), np.float64)
+
+
+def _latents_back(entry: ArrayEntry, models: Models, refs) -> np.ndarray:
+    """x_hat (float64) of the latent part of an entry."""
+    c = entry.codec
+    if not 0 <= c.model < len(refs):
+        raise ContainerError(f"array {entry.name!r} names model #{c.model}, which the container does not list")
+    model = models.for_ref(refs[c.model])
+    stream = entry.streams.get("latents")
+    if stream is None or stream.dtype != np.uint8:
+        raise ContainerError(f"array {entry.name!r}: latent stream missing; the container is corrupted")
+    spatial = tuple(entry.shape[len(entry.shape) - c.ndim:])
+    batch = int(np.prod(entry.shape[: len(entry.shape) - c.ndim], dtype=np.int64))
+    n_tiles = batch * int(np.prod([math.ceil(n / c.tile) for n in spatial]))
+    latent_shape = tuple(int(n) for n in c.latent_shape)
+    if latent_shape != model.latent_shape(n_tiles) or c.tile != model.tile:
+        raise ContainerError(f"array {entry.name!r}: latent shape {latent_shape} does not fit model {model.name}")
+    y_hat = entropy.decode(stream.tobytes(), c.escapes, model.tables, latent_shape)
+    if _crc(y_hat) != c.symbols_crc32:
+        raise ChecksumError(f"array {entry.name!r}: decoded latents fail their checksum; the container is corrupted")
+    norm = Normalization(offset=c.offset, scale=c.scale)
+    return _reconstruct(model, norm, y_hat, (batch,) + spatial, entry.name).reshape(entry.shape)
+
+
+# --- encoders per storage ------------------------------------------------------------
+
+def _raw(x: np.ndarray):
+    return CodecParams(storage="raw"), {"values": x.reshape(-1)}, x.astype(np.float64)
+
+
+def _learned(x: np.ndarray, d: int, models: Models, name: str):
+    fields, stream, x_hat = _latents(x, d, models, name)
+    if stream.nbytes >= x.nbytes:  # never worse than raw: store the values exactly
+        return _raw(x)
+    return CodecParams(storage="latent", **fields), {"latents": stream}, x_hat
+
+
+def _cast(x_hat: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    return np.rint(x_hat).astype(dtype) if dtype.kind in "iu" else x_hat.astype(dtype)
+
+
+def prefer_model(with_model: int, classical: int) -> bool:
+    """Keep the model's prediction only where it makes the array smaller."""
+    return with_model < classical
+
+
+def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bounded.Bound):
+    """Residual coding within the bound; with a model, also tries its prediction as the base."""
+    integer = x.dtype.kind in "iu"
+    xd = x.astype(np.float64)
+    streams: dict[str, np.ndarray] = {}
+    if bound.mode == "pw_rel":
+        field, e, negative, zero = bounded.pw_forward(xd, bound.value)
+        if negative.any():
+            streams["signs"] = np.packbits(negative.reshape(-1))
+        if zero.any():
+            streams["zeros"] = np.packbits(zero.reshape(-1))
+        out_dtype = np.dtype(np.float64)  # the bound check is made in the log domain
+    else:
+        field, e, out_dtype = xd, bounded.absolute_bound(bound, value_range(x), integer), x.dtype
+
+    learned = []  # the model's latents and prediction, computed once
+
+    def code(e: float):
+        res, f_hat = bounded.encode(field, e, dtype=out_dtype, integer=integer)
+        best = ({}, res, f_hat)
+        if models is not None and not integer and bound.mode != "pw_rel":
+            margin = DRIFT * Normalization.fit(x).scale
+            if e > 8 * margin:
+                if not learned:
+                    learned.append(_latents(x, d, models, name))
+                fields, latents, base = dict(learned[0][0]), learned[0][1], learned[0][2]
+                res_m, f_hat_m = bounded.encode(field, e, dtype=out_dtype, integer=False, base=base, margin=margin)
+                if prefer_model(latents.nbytes + len(res_m.stream) + res_m.exact.nbytes,
+                                len(res.stream) + res.exact.nbytes):
+                    fields.update(base="model", margin=margin,
+                                  base_check=[float(np.sum(base)), float(np.sum(base * base))])
+                    best = ({"fields": fields, "latents": latents}, res_m, f_hat_m)
+        return best
+
+    extra, res, f_hat = code(e)
+    if bound.mode == "psnr":  # tighten until the PSNR is reached (the uniform-error guess is close)
+        for _ in range(4):
+            q = Quality.measure(x, _cast(f_hat, x.dtype))
+            if q.psnr is None or q.psnr >= bound.value:
+                break
+            e *= 10 ** (-(bound.value - q.psnr) / 20) * 0.98
+            e = math.floor(e) if integer else e
+            extra, res, f_hat = code(e)
+    x_hat = bounded.pw_inverse(f_hat, np.signbit(xd), xd == 0) if bound.mode == "pw_rel" else f_hat
+    codec = CodecParams(storage="bounded", mode=bound.mode, bound=e, levels=res.levels, radii=res.radii,
+                        residual_escapes=res.escapes, **extra.get("fields", {}))
+    streams["residuals"] = np.frombuffer(res.stream, dtype=np.uint8)
+    if res.exact.size:
+        streams["exact"] = res.exact
+    if "latents" in extra:
+        streams["latents"] = extra["latents"]
+    if sum(s.nbytes for s in streams.values()) >= x.nbytes:
+        return _raw(x) + (None,)
+    figure_bound = bound.value if bound.mode == "pw_rel" else e
+    return codec, streams, x_hat, figure_bound
+
+
+def encode_array(x: np.ndarray, name: str, models: Models | None, ndim: int | None, *,
+                 bound: bounded.Bound | None = None, order: str = "C",
+                 byteorder: str = "<") -> tuple[ArrayEntry, np.ndarray]:
+    """Code one array; returns its container entry and exactly what the decoder will return."""
+    t0 = time.perf_counter()
+    check_dtype(x, name)
+    d = spatial_ndim(x, ndim)
+    if x.dtype.kind in "iu" and bound is None:
+        bound = bounded.Bound(mode="abs", value=0)  # integers: lossless unless a bound is given
+    x_f, nonfinite = bounded.split_nonfinite(x)
+    vrange = value_range(x)
+    figure_bound = None
+    if vrange == 0:
+        codec, streams, x_hat = CodecParams(storage="constant", offset=float(x_f.reshape(-1)[0])), {}, None
+        x_hat = np.full(x.shape, codec.offset)
+        figure_bound = None if bound is None else (bound.value if bound.mode == "pw_rel" else 0.0)
+    elif not math.isfinite(vrange):
+        codec, streams, x_hat = _raw(x_f)
+    elif bound is None:
+        codec, streams, x_hat = _learned(x_f, d, models, name)
+    else:
+        codec, streams, x_hat, figure_bound = _bounded(x_f, d, models, name, bound)
+    x_hat = _cast(x_hat, x.dtype)
+    if nonfinite is not None:
+        streams["nonfinite_mask"] = np.packbits(nonfinite.reshape(-1))
+        streams["nonfinite_values"] = x[nonfinite]
+        x_hat[nonfinite] = x[nonfinite]
+    q = Quality.measure(x, x_hat)
+    kind = "pw_rel" if bound is not None and bound.mode == "pw_rel" else "abs"
+    figures = Figures(
+        original_bytes=int(x.nbytes), coded_bytes=int(sum(s.nbytes for s in streams.values())), mse=q.mse,
+        psnr=q.psnr, max_abs_error=q.max_abs_error, value_range=vrange, seconds=time.perf_counter() - t0,
+        bound=figure_bound, bound_kind=kind,
+        max_error_ratio=None if figure_bound is None else max_error_ratio(x, x_hat, figure_bound, kind),
+    )
+    entry = ArrayEntry(name=name, shape=tuple(x.shape), dtype=x.dtype.name, order=order, byteorder=byteorder,
+                       codec=codec, figures=figures, streams=streams)
+    return entry, x_hat
+
+
+def decode_array(entry: ArrayEntry, models: Models, refs) -> np.ndarray:
+    """Reconstruct one array from its entry (native byte order, C order)."""
+    c, dtype = entry.codec, np.dtype(entry.dtype)
+    if c.storage == "constant":
+        x_hat = np.full(entry.shape, c.offset)
+    elif c.storage == "raw":
+        v = entry.streams.get("values")
+        if v is None or v.size != entry.size:
+            raise ContainerError(f"array {entry.name!r}: raw stream missing or of the wrong length; the container is corrupted")
+        x_hat = v.reshape(entry.shape)
+    elif c.storage == "latent":
+        x_hat = _latents_back(entry, models, refs)
+    else:
+        x_hat = _bounded_back(entry, models, refs)
+    x_hat = _cast(x_hat, dtype)
+    if "nonfinite_mask" in entry.streams:
+        mask = np.unpackbits(entry.streams["nonfinite_mask"], count=entry.size).astype(bool).reshape(entry.shape)
+        values = entry.streams.get("nonfinite_values", np.zeros(0))
+        if values.size != int(mask.sum()):
+            raise ContainerError(f"array {entry.name!r}: non-finite values do not match their mask; the container is corrupted")
+        x_hat[mask] = values
+    return x_hat
+
+
+def _bounded_back(entry: ArrayEntry, models: Models, refs) -> np.ndarray:
+    c = entry.codec
+    base = None
+    if c.base == "model":
+        base = _latents_back(entry, models, refs)
+        check = [float(np.sum(base)), float(np.sum(base * base))]
+        if c.base_check and not np.allclose(check, c.base_check, rtol=1e-5, atol=c.margin * base.size):
+            warnings.warn(f"array {entry.name!r}: the model's prediction differs from the encoder's by more than "
+                          "aezip allows; the error bound may not hold on this machine", PredictionDriftWarning)
+    res = bounded.Residual(stream=entry.streams.get("residuals", np.zeros(0, np.uint8)).tobytes(),
+                           escapes=c.residual_escapes, radii=list(c.radii), levels=c.levels,
+                           exact=entry.streams.get("exact", np.zeros(0)).astype(np.float64))
+    integer = np.dtype(entry.dtype).kind in "iu"
+    f_hat = bounded.decode(res, entry.shape, c.bound, integer=integer, base=base)
+    if c.mode != "pw_rel":
+        return f_hat
+    n = entry.size
+
+    def bits(key):
+        s = entry.streams.get(key)
+        return np.zeros(entry.shape, bool) if s is None else np.unpackbits(s, count=n).astype(bool).reshape(entry.shape)
+
+    return bounded.pw_inverse(f_hat, bits("signs"), bits("zeros"))

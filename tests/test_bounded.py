@@ -1,0 +1,203 @@
+"""Error-bounded modes: the bound holds on every value, whatever the data and the machine."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+import aezip
+from aezip.codec import bounded, interp
+from aezip.codec.sample import sample_field
+from aezip.coding import DRIFT, PredictionDriftWarning
+
+
+def check_bound(x, x_hat, e):
+    finite = np.isfinite(x)
+    assert np.all(np.abs(x[finite].astype(np.float64) - x_hat[finite].astype(np.float64)) <= e)
+    a, b = x[~finite], x_hat[~finite]
+    assert np.all((a == b) | (np.isnan(a) & np.isnan(b)))
+
+
+shapes = st.lists(st.integers(1, 40), min_size=1, max_size=3).map(tuple)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), shape=shapes, dtype=st.sampled_from([np.float32, np.float64]),
+       log_e=st.floats(-6, 1))
+def test_abs_bound_holds_on_random_data(tmp_path_factory, data, shape, dtype, log_e):
+    x = data.draw(arrays(dtype, shape, elements=st.floats(-1e4, 1e4, width=32)))
+    e = 10.0**log_e * max(1.0, float(np.ptp(x)))
+    p = str(tmp_path_factory.mktemp("h") / "x.aez")
+    r = aezip.compress(x, p, abs=e)
+    x_hat, _ = aezip.decompress(p, write=False)
+    assert x_hat.dtype == x.dtype
+    check_bound(x, x_hat, e if r.storage != "constant" else 0.0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(shape=shapes, seed=st.integers(0, 2**31), log_e=st.floats(-7, -1))
+def test_interp_decoder_repeats_the_encoder_bit_for_bit(shape, seed, log_e):
+    x = np.cumsum(np.random.default_rng(seed).standard_normal(shape), axis=-1)
+    coded, r_hat = interp.encode(x, 10.0**log_e)
+    np.testing.assert_array_equal(interp.decode(coded, shape, 10.0**log_e), r_hat)
+    assert np.all(np.abs(x - r_hat) <= 10.0**log_e)
+
+
+@pytest.mark.parametrize("rel", [1e-2, 1e-3, 1e-4])
+@pytest.mark.parametrize("shape", [(3000,), (97, 131), (20, 33, 40)], ids=str)
+def test_rel_bound_on_smooth_fields(rel, shape, tmp_path):
+    x = sample_field(shape, seed=1) * 7 + 3
+    p = str(tmp_path / "x.aez")
+    r = aezip.compress(x, p, rel=rel)
+    e = rel * float(x.max() - x.min())
+    assert r.bound == pytest.approx(e) and r.max_error_ratio <= 1
+    x_hat, r2 = aezip.decompress(p, write=False, original=x)
+    check_bound(x, x_hat, e)
+    assert r2.measured_ratio == pytest.approx(r.max_error_ratio)
+    assert x.nbytes / sum(r.stream_bytes.values()) > {1e-2: 8, 1e-3: 3, 1e-4: 2}[rel]
+
+
+def test_nonfinite_restored_in_place(tmp_path):
+    x = sample_field((50, 60), seed=2).astype(np.float64)
+    x[3, 4], x[10, :5], x[-1, -1], x[20, 20] = np.nan, np.inf, -np.inf, np.nan
+    for mode in ({"abs": 1e-3}, {}):
+        p = str(tmp_path / f"x{len(mode)}.aez")
+        aezip.compress(x, p, **mode)
+        x_hat, _ = aezip.decompress(p, write=False)
+        assert np.array_equal(np.isnan(x_hat), np.isnan(x))
+        assert np.array_equal(x_hat[np.isinf(x)], x[np.isinf(x)])
+        if mode:
+            check_bound(x, x_hat, 1e-3)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64])
+def test_integers_lossless_by_default_and_bounded(dtype, tmp_path):
+    info = np.iinfo(dtype)
+    lo, hi = max(info.min, -(10**6)), min(info.max, 10**6)
+    x = np.clip(np.rint(sample_field((40, 50), seed=3) * (hi - lo) / 8 + (hi + lo) / 2), lo, hi).astype(dtype)
+    p = str(tmp_path / "i.aez")
+    r = aezip.compress(x, p)
+    x_hat, _ = aezip.decompress(p, write=False)
+    assert r.storage in ("bounded", "raw") and x_hat.dtype == x.dtype
+    np.testing.assert_array_equal(x_hat, x)
+    aezip.compress(x, p, abs=3, force=True)
+    x_hat, _ = aezip.decompress(p, write=False)
+    assert x_hat.dtype == x.dtype
+    assert np.max(np.abs(x_hat.astype(np.int64) - x.astype(np.int64))) <= 3
+
+
+def test_pw_rel_on_data_spanning_decades(tmp_path):
+    rng = np.random.default_rng(4)
+    x = (10.0 ** rng.uniform(-12, 3, 5000) * rng.choice([-1, 1], 5000)).astype(np.float32)
+    x[::97] = 0
+    x[5] = -0.0
+    p = str(tmp_path / "p.aez")
+    r = aezip.compress(x, p, pw_rel=1e-3)
+    x_hat, r2 = aezip.decompress(p, write=False, original=x)
+    assert np.all(np.abs(x.astype(np.float64) - x_hat) <= 1e-3 * np.abs(x.astype(np.float64)))
+    assert np.array_equal(np.signbit(x_hat), np.signbit(x)) and np.all(x_hat[x == 0] == 0)
+    assert r.max_error_ratio <= 1 and r2.measured_ratio <= 1
+
+
+def test_psnr_mode_reaches_the_target(tmp_path):
+    x = sample_field((128, 128), seed=5)
+    for target in (40.0, 60.0, 80.0):
+        p = str(tmp_path / f"s{target}.aez")
+        r = aezip.compress(x, p, psnr=target)
+        assert r.psnr >= target
+        assert r.psnr < target + 6  # the loosest bound, not a needlessly tight one
+
+
+def test_constant_array_any_mode(tmp_path):
+    x = np.full((30, 30), 2.5)
+    p = str(tmp_path / "c.aez")
+    r = aezip.compress(x, p, rel=1e-3)
+    x_hat, _ = aezip.decompress(p, write=False)
+    assert r.storage == "constant" and np.array_equal(x_hat, x)
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    ({"abs": -1.0}, aezip.UsageError, "positive"),
+    ({"rel": float("nan")}, aezip.UsageError, "finite"),
+    ({"abs": 0.0}, aezip.UsageError, "integer arrays accept --abs 0"),
+    ({"abs": 1e-3, "rel": 1e-3}, aezip.UsageError, "conflict"),
+    ({"pw_rel": 2.0}, aezip.UsageError, "pw-rel"),
+])
+def test_bad_bounds(kwargs, error, match, tmp_path):
+    p = tmp_path / "x.aez"
+    with pytest.raises(error, match=match):
+        aezip.compress(sample_field((20, 20)), str(p), **kwargs)
+    assert not p.exists()
+
+
+def test_bound_on_empty_data(tmp_path):
+    with pytest.raises(aezip.UnsupportedDataError, match="empty"):
+        aezip.compress(np.zeros((0,), np.float32), str(tmp_path / "x.aez"), abs=1.0)
+
+
+def test_perturbed_base_keeps_the_bound():
+    """A decoder whose model prediction drifts by up to the margin still keeps the bound."""
+    rng = np.random.default_rng(6)
+    x = sample_field((80, 90), seed=6).astype(np.float64)
+    base = x + rng.normal(0, 0.05, x.shape)  # an imperfect prediction
+    e, margin = 1e-3, 1e-4
+    res, x_hat = bounded.encode(x, e, dtype=np.float32, integer=False, base=base, margin=margin)
+    for drift in (margin, -margin, rng.uniform(-margin, margin, x.shape)):
+        x_hat2 = bounded.decode(res, x.shape, e, integer=False, base=base + drift).astype(np.float32)
+        check_bound(x, x_hat2, e)
+
+
+def test_model_drift_in_the_full_pipeline(tmp_path, monkeypatch):
+    """Perturb the network's output at decode time: within the allowed drift the bound
+    holds; beyond it the decoder warns."""
+    from aezip import coding
+    from aezip.model.runtime import Model
+
+    monkeypatch.setattr(coding, "prefer_model", lambda with_model, classical: True)
+    x = sample_field((128, 128), seed=7) * 10
+    p = str(tmp_path / "x.aez")
+    r = aezip.compress(x, p, rel=1e-2)
+    assert aezip.info(p).arrays[0].codec.base == "model"
+    original = Model.decode
+    allowed = DRIFT  # in the network's normalized units: margin = DRIFT x scale in data units
+
+    def drifting(self, y_hat, progress=None, amount=0.9 * allowed):
+        out = original(self, y_hat, progress)
+        return out + np.float32(amount) * np.sign(np.random.default_rng(0).standard_normal(out.shape)).astype(np.float32)
+
+    monkeypatch.setattr(Model, "decode", drifting)
+    x_hat, _ = aezip.decompress(p, write=False)
+    check_bound(x, x_hat, r.bound)
+    monkeypatch.setattr(Model, "decode", lambda self, y, progress=None: drifting(self, y, progress, 1000 * allowed))
+    with pytest.warns(PredictionDriftWarning):
+        aezip.decompress(p, write=False)
+
+
+def test_float32_rounding_near_the_bound(tmp_path):
+    """Large values with a bound near float32's spacing: the cast must not break it."""
+    x = (np.linspace(1e6, 1e6 + 1, 4000) + np.sin(np.arange(4000))).astype(np.float32)
+    e = 0.06  # float32 spacing at 1e6 is 0.0625
+    p = str(tmp_path / "x.aez")
+    aezip.compress(x, p, abs=e)
+    x_hat, _ = aezip.decompress(p, write=False)
+    check_bound(x, x_hat, e)
+
+
+def test_decoding_with_other_thread_counts(tmp_path):
+    import torch
+
+    x = sample_field((150, 150), seed=8) * 3
+    p = str(tmp_path / "x.aez")
+    aezip.compress(x, p, rel=1e-2)
+    before = torch.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            results.append(aezip.decompress(p, write=False)[0])
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(results[0], results[1])
