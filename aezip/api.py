@@ -93,10 +93,11 @@ def compress(data: np.ndarray | str, output: str | None = None, *, model: str | 
         entry, _ = encode_array(fld.x, fld.name, models, ndim, bound=bound, order=fld.order,
                                 byteorder=">" if fld.byteorder == ">" else "<")
         entries.append(entry)
+    entries, refs = _used_models(entries, models.refs)
     container = Container(writer=WRITER, source=SourceRef(kind=src.kind, name=os.path.basename(src.path)),
-                          arrays=tuple(entries), models=tuple(models.refs), skeleton=src.skeleton)
+                          arrays=tuple(entries), models=refs, skeleton=src.skeleton)
     file_bytes = write_container(output, container, force=force)
-    parts = [_array_report(e, compressed_bytes=e.figures.coded_bytes, seconds=e.figures.seconds, refs=models.refs)
+    parts = [_array_report(e, compressed_bytes=e.figures.coded_bytes, seconds=e.figures.seconds, refs=refs)
              for e in entries]
     return _file_report(parts, input=src.path or None, output=output, file_bytes=file_bytes,
                         seconds=time.perf_counter() - t0)
@@ -153,6 +154,15 @@ def decompress(path: str, output: str | None = None, *, model: str | None = None
     return result, report
 
 
+def _used_models(entries: list[ArrayEntry], refs: Sequence[ModelRef]) -> tuple[list[ArrayEntry], tuple[ModelRef, ...]]:
+    """Keep only the models the entries use (one may have been tried and not kept), renumbered."""
+    used = sorted({e.codec.model for e in entries if e.codec.model >= 0})
+    new = {old: i for i, old in enumerate(used)}
+    entries = [dataclasses.replace(e, codec=dataclasses.replace(e.codec, model=new[e.codec.model]))
+               if e.codec.model >= 0 else e for e in entries]
+    return entries, tuple(refs[i] for i in used)
+
+
 def _bound(**modes: float | None) -> Bound | None:
     given = {k: v for k, v in modes.items() if v is not None}
     if len(given) > 1:
@@ -168,7 +178,11 @@ def _references(original, c: Container, key: str | None) -> list[np.ndarray | No
         if len(c.arrays) != 1:
             raise UsageError("the container holds several arrays; pass the original file, not one array")
         return [np.asarray(original)]
-    src = aeio.read_input(str(original), key=key)
+    if len(c.arrays) == 1 and aeio.output_kind(str(original)) == "raw":  # the container knows its layout
+        e = c.arrays[0]
+        src = aeio.read_input(str(original), shape=e.shape, dtype=np.dtype(e.dtype).newbyteorder(e.byteorder).str)
+    else:
+        src = aeio.read_input(str(original), key=key)
     by_name = {f.name: f.x for f in src.fields}
     if len(c.arrays) == 1 and len(src.fields) == 1:
         return [src.fields[0].x]

@@ -154,6 +154,14 @@ def prefer_model(with_model: int, classical: int) -> bool:
     return with_model < classical
 
 
+def integer_valued(x: np.ndarray, e: float) -> bool:
+    """Float data holding only integers (sensor counts, DEMs, images stored as floats), with a
+    bound for which integer coding (step 2 floor(E) + 1) is at least as fine as step 2E."""
+    limit = 2**24 if x.dtype == np.float32 else INT_LIMIT
+    return (2 * math.floor(e) + 1 >= 2 * e and bool(np.all(np.rint(x) == x))
+            and float(np.max(np.abs(x))) <= limit)
+
+
 def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bounded.Bound):
     """Residual coding within the bound; with a model, also tries its prediction as the base."""
     integer = x.dtype.kind in "iu"
@@ -168,6 +176,8 @@ def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bou
         out_dtype = np.dtype(np.float64)  # the bound check is made in the log domain
     else:
         field, e, out_dtype = xd, bounded.absolute_bound(bound, value_range(x), integer), x.dtype
+        if not integer and integer_valued(x, e):
+            integer, e = True, float(math.floor(e))
 
     learned = []  # the model's latents and prediction, computed once
 
@@ -199,7 +209,7 @@ def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bou
             extra, res, f_hat = code(e)
     x_hat = bounded.pw_inverse(f_hat, np.signbit(xd), xd == 0) if bound.mode == "pw_rel" else f_hat
     codec = CodecParams(storage="bounded", mode=bound.mode, bound=e, levels=res.levels, radii=res.radii,
-                        residual_escapes=res.escapes, **extra.get("fields", {}))
+                        residual_escapes=res.escapes, integer=integer, **extra.get("fields", {}))
     streams["residuals"] = np.frombuffer(res.stream, dtype=np.uint8)
     if res.exact.size:
         streams["exact"] = res.exact
@@ -242,7 +252,7 @@ def encode_array(x: np.ndarray, name: str, models: Models | None, ndim: int | No
     kind = "pw_rel" if bound is not None and bound.mode == "pw_rel" else "abs"
     figures = Figures(
         original_bytes=int(x.nbytes), coded_bytes=int(sum(s.nbytes for s in streams.values())), mse=q.mse,
-        psnr=q.psnr, max_abs_error=q.max_abs_error, value_range=vrange, seconds=time.perf_counter() - t0,
+        psnr=q.psnr, max_abs_error=q.max_abs_error, value_range=vrange, seconds=round(time.perf_counter() - t0, 6),
         bound=figure_bound, bound_kind=kind,
         max_error_ratio=None if figure_bound is None else max_error_ratio(x, x_hat, figure_bound, kind),
     )
@@ -287,7 +297,7 @@ def _bounded_back(entry: ArrayEntry, models: Models, refs) -> np.ndarray:
     res = bounded.Residual(stream=entry.streams.get("residuals", np.zeros(0, np.uint8)).tobytes(),
                            escapes=c.residual_escapes, radii=list(c.radii), levels=c.levels,
                            exact=entry.streams.get("exact", np.zeros(0)).astype(np.float64))
-    integer = np.dtype(entry.dtype).kind in "iu"
+    integer = c.integer or np.dtype(entry.dtype).kind in "iu"
     f_hat = bounded.decode(res, entry.shape, c.bound, integer=integer, base=base)
     if c.mode != "pw_rel":
         return f_hat

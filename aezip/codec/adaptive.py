@@ -21,7 +21,8 @@ import numpy as np
 from ..errors import ContainerError
 from .entropy import Tables
 
-MAX_RADIUS = 4095
+MAX_RADIUS = 32767
+FULL_RADIUS = 1024  # up to this every code gets a table entry; beyond, rare codes are escaped
 FIRST_CHUNK, LAST_CHUNK = 32, 65536
 
 
@@ -56,58 +57,78 @@ class _Counts:
 
 
 def radius_of(codes: np.ndarray) -> int:
-    inside = codes[np.abs(codes.astype(np.int64)) <= MAX_RADIUS]
-    return int(np.abs(inside).max()) if inside.size else 0
+    """The table's reach: every code if they are small, else 99.9 % of them."""
+    magnitude = np.abs(codes.astype(np.int64))
+    magnitude = magnitude[magnitude <= MAX_RADIUS]
+    if magnitude.size == 0:
+        return 0
+    r = int(magnitude.max())
+    return r if r <= FULL_RADIUS else max(FULL_RADIUS, int(np.quantile(magnitude, 0.999)))
 
 
-def encode(sequences: Sequence[np.ndarray]) -> tuple[bytes, int, list[int]]:
-    """Code int32 sequences; returns the stream (32-bit words, then escaped values as
-    int32, little-endian), the number of escaped values, and the radius of each sequence."""
+def encode(steps: Sequence[tuple[np.ndarray, np.ndarray]], n_contexts: int) -> tuple[bytes, int, list[int]]:
+    """Code (codes, contexts) of each step: within a step the codes of each context in
+    turn, each context with its own counts. Returns the stream (32-bit words, then the
+    escaped codes as int32, little-endian), the number of escaped codes, and each step's radius."""
     coder = constriction.stream.queue.RangeEncoder()
-    escaped, radii, counts = [], [], _Counts()
-    for codes in sequences:
+    escaped, radii = [], []
+    counts = [_Counts() for _ in range(n_contexts)]
+    for codes, contexts in steps:
         r = radius_of(codes)
         radii.append(r)
         k = 2 * r + 2
         v = codes.astype(np.int64) + r
         outside = (v < 0) | (v > k - 2)
-        escaped.append(codes[outside])
         symbols = np.where(outside, k - 1, v).astype(np.int32)
-        for lo, hi in _chunks(symbols.size):
-            chunk = symbols[lo:hi]
-            coder.encode(chunk, counts.model(r))
-            counts.add(chunk, r)
-        counts.next_sequence()
+        for ctx, cnt in enumerate(counts):
+            sel = contexts == ctx
+            escaped.append(codes[sel & outside])
+            part = symbols[sel]
+            for lo, hi in _chunks(part.size):
+                coder.encode(part[lo:hi], cnt.model(r))
+                cnt.add(part[lo:hi], r)
+            cnt.next_sequence()
     out = np.concatenate(escaped).astype("<i4") if escaped else np.zeros(0, "<i4")
     return coder.get_compressed().astype("<u4").tobytes() + out.tobytes(), int(out.size), radii
 
 
-def decode(stream: bytes, n_escapes: int, radii: Sequence[int], sizes: Sequence[int]) -> list[np.ndarray]:
-    """Invert :func:`encode` for sequences of the given sizes."""
-    if len(stream) % 4 or not 0 <= 4 * n_escapes <= len(stream) or len(radii) != len(sizes):
-        raise ContainerError("residual stream does not fit its escape count; the container is corrupted")
-    split = len(stream) - 4 * n_escapes
-    decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(stream[:split], "<u4").astype(np.uint32))
-    escaped = np.frombuffer(stream[split:], "<i4").astype(np.int32)
-    used, out, counts = 0, [], _Counts()
-    for r, n in zip(radii, sizes):
-        if not 0 <= r <= MAX_RADIUS:
-            raise ContainerError(f"residual table radius {r} is out of range; the container is corrupted")
+class Decoder:
+    """Decodes one step at a time, as the residual decoder learns each step's contexts."""
+
+    def __init__(self, stream: bytes, n_escapes: int, radii: Sequence[int], n_contexts: int):
+        if len(stream) % 4 or not 0 <= 4 * n_escapes <= len(stream):
+            raise ContainerError("residual stream does not fit its escape count; the container is corrupted")
+        if any(not 0 <= r <= MAX_RADIUS for r in radii):
+            raise ContainerError("a residual table radius is out of range; the container is corrupted")
+        split = len(stream) - 4 * n_escapes
+        self.decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(stream[:split], "<u4").astype(np.uint32))
+        self.escaped = np.frombuffer(stream[split:], "<i4").astype(np.int32)
+        self.used, self.radii = 0, list(radii)
+        self.counts = [_Counts() for _ in range(n_contexts)]
+
+    def read(self, step: int, contexts: np.ndarray) -> np.ndarray:
+        if step >= len(self.radii):
+            raise ContainerError("the residual stream has fewer steps than the array needs; the container is corrupted")
+        r = self.radii[step]
         k = 2 * r + 2
-        symbols = np.empty(n, np.int32)
-        for lo, hi in _chunks(n):
-            chunk = decoder.decode(counts.model(r), hi - lo)
-            symbols[lo:hi] = chunk
-            counts.add(chunk, r)
-        counts.next_sequence()
-        codes = symbols.astype(np.int64) - r
-        outside = symbols == k - 1
-        m = int(outside.sum())
-        if used + m > escaped.size:
-            raise ContainerError("residual stream needs more escaped values than stored; the container is corrupted")
-        codes[outside] = escaped[used : used + m]
-        used += m
-        out.append(codes.astype(np.int32))
-    if used != escaped.size:
-        raise ContainerError("escaped residual values left over; the container is corrupted")
-    return out
+        codes = np.empty(contexts.size, np.int64)
+        for ctx, cnt in enumerate(self.counts):
+            sel = contexts == ctx
+            part = np.empty(int(sel.sum()), np.int32)
+            for lo, hi in _chunks(part.size):
+                part[lo:hi] = self.decoder.decode(cnt.model(r), hi - lo)
+                cnt.add(part[lo:hi], r)
+            cnt.next_sequence()
+            values = part.astype(np.int64) - r
+            outside = part == k - 1
+            m = int(outside.sum())
+            if self.used + m > self.escaped.size:
+                raise ContainerError("the residual stream needs more escaped codes than stored; the container is corrupted")
+            values[outside] = self.escaped[self.used : self.used + m]
+            self.used += m
+            codes[sel] = values
+        return codes.astype(np.int32)
+
+    def finish(self) -> None:
+        if self.used != self.escaped.size:
+            raise ContainerError("escaped residual codes left over; the container is corrupted")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import UnsupportedDataError, UsageError
+from ..errors import ContainerError, UnsupportedDataError, UsageError
 from . import adaptive, interp
 
 MODES = ("abs", "rel", "psnr", "pw_rel")
@@ -85,7 +85,7 @@ def encode(x: np.ndarray, e: float, *, dtype, integer: bool, base: np.ndarray | 
            margin: float = 0.0) -> tuple[Residual, np.ndarray]:
     """Code float64 field x within e; returns the residual record and the decoder's x_hat (float64)."""
     coded, r_hat = interp.encode(x, e, base=base, dtype=dtype, margin=margin, integer=integer)
-    data, n_esc, radii = adaptive.encode(coded.codes)
+    data, n_esc, radii = adaptive.encode(list(zip(coded.codes, coded.contexts)), interp.CONTEXTS)
     exact = np.concatenate(coded.exact) if coded.exact else np.zeros(0)
     res = Residual(stream=data, escapes=n_esc, radii=radii, levels=coded.levels, exact=exact.astype(np.float64))
     return res, (r_hat if base is None else base + r_hat)
@@ -93,15 +93,22 @@ def encode(x: np.ndarray, e: float, *, dtype, integer: bool, base: np.ndarray | 
 
 def decode(res: Residual, shape: tuple[int, ...], e: float, *, integer: bool,
            base: np.ndarray | None = None) -> np.ndarray:
-    sizes = interp.step_sizes(shape, res.levels)
-    codes = adaptive.decode(res.stream, res.escapes, res.radii, sizes)
-    n_exact = [int((c == interp.ESCAPE).sum()) for c in codes]
-    if sum(n_exact) != res.exact.size:
-        from ..errors import ContainerError
+    decoder = adaptive.Decoder(res.stream, res.escapes, res.radii, interp.CONTEXTS)
+    used = 0
 
-        raise ContainerError("the number of exactly stored values does not match the codes; the container is corrupted")
-    exact = np.split(res.exact, np.cumsum(n_exact)[:-1])
-    r_hat = interp.decode(interp.Coded(codes=codes, exact=exact, levels=res.levels), shape, e, integer=integer)
+    def read(step: int, contexts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        nonlocal used
+        codes = decoder.read(step, contexts)
+        n = int((codes == interp.ESCAPE).sum())
+        if used + n > res.exact.size:
+            raise ContainerError("fewer exactly stored values than the codes need; the container is corrupted")
+        used += n
+        return codes, res.exact[used - n : used]
+
+    r_hat = interp.decode(read, shape, e, res.levels, integer=integer)
+    decoder.finish()
+    if used != res.exact.size:
+        raise ContainerError("exactly stored values left over; the container is corrupted")
     return r_hat if base is None else base + r_hat
 
 

@@ -21,7 +21,7 @@ encoder's on any machine.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,12 +90,43 @@ def predict(x_hat: np.ndarray, s: int, axis: int) -> np.ndarray:
 ESCAPE = np.iinfo(np.int32).min  # code of an exactly stored value
 
 
+CONTEXT_STEPS = (0.25, 0.5, 1.0, 2.0, 4.0)  # powers of two: exact multiples of the step
+CONTEXTS = len(CONTEXT_STEPS) + 1
+
+
+def context(r_hat: np.ndarray, s: int, axis: int, step: float) -> np.ndarray:
+    """Coding context of each target of pass (s, axis): how much its two neighbours along
+    the axis differ, in steps (0 .. CONTEXTS-1). Only comparisons of exactly computed
+    values, so encoder and decoder agree on every machine."""
+    shape = r_hat.shape
+    n = shape[axis]
+    t = list(_targets(shape, s, axis))
+    m = len(range(s, n, 2 * s))
+
+    def along(start: int, count: int) -> np.ndarray:
+        sl = list(t)
+        sl[axis] = slice(start, start + 2 * s * count, 2 * s)
+        return r_hat[tuple(sl)]
+
+    left = along(0, m)
+    n_right = len(range(2 * s, n, 2 * s))
+    right = along(2 * s, n_right)
+    if n_right < m:  # the last target has no right neighbour: compare the left one with itself
+        tail = [slice(None)] * len(shape)
+        tail[axis] = slice(n_right, m)
+        right = np.concatenate([right, left[tuple(tail)]], axis=axis)
+    g = np.abs(left - right)
+    return sum((g >= k * step).astype(np.uint8) for k in CONTEXT_STEPS)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Coded:
-    """Output of :func:`encode`: one int32 code array per step (the anchors, then each
-    pass), ``ESCAPE`` where the value is stored exactly; the exact values of each step."""
+    """Output of :func:`encode`, per step (the anchors, then each pass): int32 codes
+    (``ESCAPE`` where the value is stored exactly), their coding contexts, and the
+    exactly stored values."""
 
     codes: list[np.ndarray]
+    contexts: list[np.ndarray]
     exact: list[np.ndarray]
     levels: int
 
@@ -129,10 +160,11 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
     r_hat = np.empty_like(r)
     step = 2.0 * e + 1.0 if integer else 2.0 * e
     cast = np.dtype(dtype)
-    codes, exact = [], []
+    codes, contexts, exact = [], [], []
     for t, pas in _steps(x.shape, levels):
         target = r[t]
         p = _prediction(r_hat, t, pas)
+        contexts.append(_context(r_hat, t, pas, step))
         if integer:
             p = np.rint(p)
         q = np.rint((target - p) / step)
@@ -146,26 +178,29 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
         r_hat[t] = np.where(ok, rec, target)
         codes.append(np.where(ok, q, ESCAPE).astype(np.int32).reshape(-1))
         exact.append(target[~ok])
-    return Coded(codes=codes, exact=exact, levels=levels), r_hat
+    return Coded(codes=codes, contexts=contexts, exact=exact, levels=levels), r_hat
 
 
-def decode(coded: Coded, shape: tuple[int, ...], e: float, *, integer: bool = False) -> np.ndarray:
-    """Rebuild r_hat from the codes: bit-identical to what :func:`encode` returned."""
+def _context(r_hat: np.ndarray, t, pas, step: float) -> np.ndarray:
+    """Anchors share context 0."""
+    return (np.zeros(r_hat[t].shape, np.uint8) if pas is None else context(r_hat, *pas, step)).reshape(-1)
+
+
+def decode(read: Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray]], shape: tuple[int, ...], e: float,
+           levels: int, *, integer: bool = False) -> np.ndarray:
+    """Rebuild r_hat step by step; ``read(step, contexts)`` returns that step's codes and
+    exact values (the contexts come from what is already rebuilt). Bit-identical to what
+    :func:`encode` returned."""
     r_hat = np.empty(shape, dtype=np.float64)
     step = 2.0 * e + 1.0 if integer else 2.0 * e
-    for (t, pas), c, ex in zip(_steps(shape, coded.levels), coded.codes, coded.exact, strict=True):
+    for i, (t, pas) in enumerate(_steps(shape, levels)):
         p = _prediction(r_hat, t, pas)
         if integer:
             p = np.rint(p)
+        c, ex = read(i, _context(r_hat, t, pas, step))
         c = c.reshape(p.shape)
         esc = c == ESCAPE
         rec = p + step * np.where(esc, 0, c).astype(np.float64)
         rec[esc] = ex
         r_hat[t] = rec
     return r_hat
-
-
-def step_sizes(shape: tuple[int, ...], levels: int) -> list[int]:
-    """Number of codes of each step, for the decoder."""
-    probe = np.empty(shape, dtype=np.uint8)
-    return [probe[t].size for t, _ in _steps(shape, levels)]

@@ -104,7 +104,9 @@ class CodecParams:
     ``residual_escapes`` escaped codes; with ``base`` "model" the prediction starts from
     the model's reconstruction (the latent keys describe it), coded with ``margin`` taken
     off the bound for the network's drift between machines, and ``base_check`` holds the
-    sum and sum of squares of that prediction for the decoder to compare.
+    sum and sum of squares of that prediction for the decoder to compare; ``integer``:
+    integer residual coding (step 2 floor(bound) + 1, predictions rounded), used for
+    integer dtypes and for floats holding only integers.
     ``symbols_crc32`` is the CRC-32 of the decoded latents (int32, little-endian, C order);
     the stream's last ``escapes`` int32 values are the escaped latents;
     ``model`` indexes the container's model list (-1: no model).
@@ -127,6 +129,7 @@ class CodecParams:
     base: str = "none"
     margin: float = 0.0
     base_check: list = field(default_factory=list)
+    integer: bool = False
 
     def __post_init__(self) -> None:
         if self.storage not in STORAGES:

@@ -13,7 +13,7 @@ from .base import Input, require_one
 from .formats import KINDS, output_kind, sniff
 from .hdf5 import read_hdf5_dataset, read_hdf5_file, write_hdf5
 from .npy import read_npy, read_npz, write_npy, write_npz
-from .raw import RAW_EXTENSIONS, read_raw, write_raw
+from .raw import RAW_EXTENSIONS, check_raw_extension, read_raw, write_raw
 
 FieldSpec = tuple[str, np.ndarray, str, str]
 
@@ -99,6 +99,8 @@ def write_output(path: str, fields: Sequence[FieldSpec], *, kind: str | None = N
     }
     if kind in ("npy", "raw"):  # refuse before creating anything
         require_one(fields, ".npy" if kind == "npy" else "raw file")
+    if kind == "raw":
+        check_raw_extension(path, fields[0][1].dtype)
     with atomic_output(path, force) as tmp:
         writers[kind](tmp)
     return kind

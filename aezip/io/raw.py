@@ -61,6 +61,15 @@ def read_raw(path: str, shape: Sequence[int] | None, dtype: str | None) -> Input
     return Input(path=path, kind="raw", fields=(field,), skeleton=None)
 
 
+def check_raw_extension(path: str, dtype: np.dtype) -> None:
+    """A .f32/.f64 name promises a dtype: refuse to write another one under it."""
+    implied = _DEFAULT_DTYPE.get(os.path.splitext(path)[1].lower())
+    if implied is not None and np.dtype(implied) != np.dtype(dtype).newbyteorder("="):
+        ext = {"float32": ".f32", "float64": ".f64"}.get(np.dtype(dtype).name, ".raw")
+        raise UsageError(f"{path} names {implied} data but the array is {np.dtype(dtype).name}; "
+                         f"name the output {ext} (or .raw/.dat/.bin to keep its dtype)")
+
+
 def write_raw(tmp: str, fields: Sequence[tuple[str, np.ndarray, str, str]]) -> None:
     """Write one field's bytes in C order and its source byte order."""
     require_one(fields, "raw file")

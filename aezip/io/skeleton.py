@@ -33,7 +33,11 @@ def build_skeleton(src: h5py.File, path: str) -> tuple[bytes, list[Field]]:
 
 
 def is_float_field(ds: h5py.Dataset) -> bool:
-    """True for a float32/float64 dataset with data to compress (not scalar, empty or unwritten)."""
+    """True for a float32/float64 dataset with data to compress: not scalar, empty or
+    unwritten, and not a dimension scale (coordinates such as a netCDF lat/lon/time
+    axis are copied exactly)."""
+    if ds.attrs.get("CLASS") in (b"DIMENSION_SCALE", "DIMENSION_SCALE"):
+        return False
     tid = ds.id.get_type()
     if tid.get_class() != h5t.FLOAT or not any(tid.equal(t) for t in _FLOAT_TYPES):
         return False
