@@ -233,7 +233,7 @@ def build_rich_file(path: Path) -> dict[str, np.ndarray]:
         f.create_dataset("contig", data=floats["/contig"])
         f["refs"] = np.array([lat.ref, grp.ref], dtype=h5py.ref_dtype)
         f.attrs["ref_attr"] = temp.ref
-    return floats
+    return {k: v for k, v in floats.items() if k != "/lat"}  # /lat is a dimension scale: copied, not a field
 
 
 def describe_file(path: Path) -> list[object]:
