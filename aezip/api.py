@@ -22,7 +22,7 @@ from .coding import Models, decode_array, encode_array
 from .container import ArrayEntry, Container, ModelRef, SourceRef, read_container, write_container
 from .errors import BoundExceededError, UsageError
 from .fileutil import check_writable
-from .metrics import Quality, Report, combine, max_error_ratio
+from .metrics import Quality, Report, combine, max_error_ratio, valid_mask
 
 WRITER = f"aezip {__version__}"
 
@@ -91,7 +91,7 @@ def compress(data: np.ndarray | str, output: str | None = None, *, model: str | 
     entries = []
     for fld in src.fields:
         entry, _ = encode_array(fld.x, fld.name, models, ndim, bound=bound, order=fld.order,
-                                byteorder=">" if fld.byteorder == ">" else "<")
+                                byteorder=">" if fld.byteorder == ">" else "<", fill_values=fld.fill_values)
         entries.append(entry)
     entries, refs = _used_models(entries, models.refs)
     container = Container(writer=WRITER, source=SourceRef(kind=src.kind, name=os.path.basename(src.path)),
@@ -133,9 +133,10 @@ def decompress(path: str, output: str | None = None, *, model: str | None = None
         if ref is not None:
             if ref.shape != x_hat.shape:
                 raise UsageError(f"--original {e.name or 'array'} has shape {ref.shape}, the container {x_hat.shape}")
-            measured = Quality.measure(ref, x_hat)
+            valid = valid_mask(ref, e.codec.fill_values)
+            measured = Quality.measure(ref, x_hat, valid)
             if e.figures.bound is not None:
-                ratio = max_error_ratio(ref, x_hat, e.figures.bound, e.figures.bound_kind)
+                ratio = max_error_ratio(ref, x_hat, e.figures.bound, e.figures.bound_kind, valid)
         parts.append(_array_report(e, compressed_bytes=e.figures.coded_bytes, seconds=seconds, refs=c.models,
                                    measured=measured, measured_ratio=ratio))
     if write:

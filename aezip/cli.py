@@ -117,8 +117,7 @@ def print_report(r: Report, verb: str, out=None) -> None:
     if r.stream_bytes:
         total = r.compressed_bytes
         parts = {"latents": 0, "residual codes": 0, "exact values": 0}
-        names = {"latents": "latents", "residuals": "residual codes", "exact": "exact values", "values": "exact values",
-                 "nonfinite_values": "exact values"}
+        names = {"latents": "latents", "residuals": "residual codes"}  # every other stream holds exact values
         for k, v in r.stream_bytes.items():
             parts[names.get(k, "exact values")] += v
         meta = total - sum(parts.values())

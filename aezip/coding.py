@@ -8,11 +8,13 @@ latent    plain learned mode (no bound given)     latents
 bounded   --abs/--rel/--psnr/--pw-rel, integers   residuals, exact (+ latents when the
                                                   model's prediction pays off; + signs,
                                                   zeros in pw_rel)
-NaN/Inf of any storage: nonfinite_mask (packed bits) and nonfinite_values.
+Values that are not data, in any storage: NaN, Inf and declared fill values go to
+"mask" (packed bits) and "masked_values", exactly; they never reach a predictor.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
@@ -26,7 +28,7 @@ from .codec.normalize import Normalization
 from .codec.tile import tile, untile
 from .container import ArrayEntry, CodecParams, Figures, ModelRef
 from .errors import ChecksumError, ContainerError, UnsupportedDataError, UsageError
-from .metrics import Quality, max_error_ratio, value_range
+from .metrics import Quality, max_error_ratio, valid_mask, value_range
 
 INT_LIMIT = 2**53  # integers beyond this are not exact in float64
 DRIFT = 2.0**-16  # allowed drift of the network's output between machines, relative to the half range
@@ -149,6 +151,17 @@ def _cast(x_hat: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return np.rint(x_hat).astype(dtype) if dtype.kind in "iu" else x_hat.astype(dtype)
 
 
+def _model_may_pay(model, n_values: int, classical: int, e: float, scale: float) -> bool:
+    """Whether trying the model (an encode and a decode) can pay: not when its latents alone,
+    at half the rate it reached on its validation tiles, cost more than the classical
+    residuals, nor when its typical error (from its validation PSNR on [-1, 1] tiles) is
+    many times the bound: then x - prediction is rougher than x and interpolates worse."""
+    summary = model.summary
+    bpv = float(summary.get("val_bits_per_value", 0.0))
+    rms = 2.0 * 10 ** (-float(summary.get("val_psnr_normalized", 0.0)) / 20) * scale
+    return 0.5 * bpv * n_values / 8 < classical and rms <= 4 * e
+
+
 def prefer_model(with_model: int, classical: int) -> bool:
     """Keep the model's prediction only where it makes the array smaller."""
     return with_model < classical
@@ -162,7 +175,7 @@ def integer_valued(x: np.ndarray, e: float) -> bool:
             and float(np.max(np.abs(x))) <= limit)
 
 
-def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bounded.Bound):
+def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bounded.Bound, vrange: float):
     """Residual coding within the bound; with a model, also tries its prediction as the base."""
     integer = x.dtype.kind in "iu"
     xd = x.astype(np.float64)
@@ -175,7 +188,7 @@ def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bou
             streams["zeros"] = np.packbits(zero.reshape(-1))
         out_dtype = np.dtype(np.float64)  # the bound check is made in the log domain
     else:
-        field, e, out_dtype = xd, bounded.absolute_bound(bound, value_range(x), integer), x.dtype
+        field, e, out_dtype = xd, bounded.absolute_bound(bound, vrange, integer), x.dtype
         if not integer and integer_valued(x, e):
             integer, e = True, float(math.floor(e))
 
@@ -185,8 +198,10 @@ def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bou
         res, f_hat = bounded.encode(field, e, dtype=out_dtype, integer=integer)
         best = ({}, res, f_hat)
         if models is not None and not integer and bound.mode != "pw_rel":
-            margin = DRIFT * Normalization.fit(x).scale
-            if e > 8 * margin:
+            scale = Normalization.fit(x).scale
+            margin = DRIFT * scale
+            if e > 8 * margin and _model_may_pay(models.for_ndim(d), x.size, len(res.stream) + res.exact.nbytes,
+                                                 e, scale):
                 if not learned:
                     learned.append(_latents(x, d, models, name))
                 fields, latents, base = dict(learned[0][0]), learned[0][1], learned[0][2]
@@ -222,16 +237,20 @@ def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bou
 
 
 def encode_array(x: np.ndarray, name: str, models: Models | None, ndim: int | None, *,
-                 bound: bounded.Bound | None = None, order: str = "C",
-                 byteorder: str = "<") -> tuple[ArrayEntry, np.ndarray]:
-    """Code one array; returns its container entry and exactly what the decoder will return."""
+                 bound: bounded.Bound | None = None, order: str = "C", byteorder: str = "<",
+                 fill_values: tuple[float, ...] = ()) -> tuple[ArrayEntry, np.ndarray]:
+    """Code one array; returns its container entry and exactly what the decoder will return.
+
+    ``fill_values`` (declared by the source) are kept exactly like NaN and Inf and left out
+    of the value range and every error figure."""
     t0 = time.perf_counter()
     check_dtype(x, name)
     d = spatial_ndim(x, ndim)
     if x.dtype.kind in "iu" and bound is None:
         bound = bounded.Bound(mode="abs", value=0)  # integers: lossless unless a bound is given
-    x_f, nonfinite = bounded.split_nonfinite(x)
-    vrange = value_range(x)
+    valid = valid_mask(x, fill_values)
+    x_f = bounded.fill_invalid(x, valid)
+    vrange = value_range(x, valid)
     figure_bound = None
     if vrange == 0:
         codec, streams, x_hat = CodecParams(storage="constant", offset=float(x_f.reshape(-1)[0])), {}, None
@@ -242,19 +261,21 @@ def encode_array(x: np.ndarray, name: str, models: Models | None, ndim: int | No
     elif bound is None:
         codec, streams, x_hat = _learned(x_f, d, models, name)
     else:
-        codec, streams, x_hat, figure_bound = _bounded(x_f, d, models, name, bound)
+        codec, streams, x_hat, figure_bound = _bounded(x_f, d, models, name, bound, vrange)
     x_hat = _cast(x_hat, x.dtype)
-    if nonfinite is not None:
-        streams["nonfinite_mask"] = np.packbits(nonfinite.reshape(-1))
-        streams["nonfinite_values"] = x[nonfinite]
-        x_hat[nonfinite] = x[nonfinite]
-    q = Quality.measure(x, x_hat)
+    if not valid.all():
+        streams["mask"] = np.packbits(~valid.reshape(-1))
+        streams["masked_values"] = x[~valid]
+        x_hat[~valid] = x[~valid]
+    if fill_values:
+        codec = dataclasses.replace(codec, fill_values=list(fill_values))
+    q = Quality.measure(x, x_hat, valid)
     kind = "pw_rel" if bound is not None and bound.mode == "pw_rel" else "abs"
     figures = Figures(
         original_bytes=int(x.nbytes), coded_bytes=int(sum(s.nbytes for s in streams.values())), mse=q.mse,
         psnr=q.psnr, max_abs_error=q.max_abs_error, value_range=vrange, seconds=round(time.perf_counter() - t0, 6),
         bound=figure_bound, bound_kind=kind,
-        max_error_ratio=None if figure_bound is None else max_error_ratio(x, x_hat, figure_bound, kind),
+        max_error_ratio=None if figure_bound is None else max_error_ratio(x, x_hat, figure_bound, kind, valid),
     )
     entry = ArrayEntry(name=name, shape=tuple(x.shape), dtype=x.dtype.name, order=order, byteorder=byteorder,
                        codec=codec, figures=figures, streams=streams)
@@ -276,11 +297,11 @@ def decode_array(entry: ArrayEntry, models: Models, refs) -> np.ndarray:
     else:
         x_hat = _bounded_back(entry, models, refs)
     x_hat = _cast(x_hat, dtype)
-    if "nonfinite_mask" in entry.streams:
-        mask = np.unpackbits(entry.streams["nonfinite_mask"], count=entry.size).astype(bool).reshape(entry.shape)
-        values = entry.streams.get("nonfinite_values", np.zeros(0))
+    if "mask" in entry.streams:
+        mask = np.unpackbits(entry.streams["mask"], count=entry.size).astype(bool).reshape(entry.shape)
+        values = entry.streams.get("masked_values", np.zeros(0))
         if values.size != int(mask.sum()):
-            raise ContainerError(f"array {entry.name!r}: non-finite values do not match their mask; the container is corrupted")
+            raise ContainerError(f"array {entry.name!r}: masked values do not match their mask; the container is corrupted")
         x_hat[mask] = values
     return x_hat
 

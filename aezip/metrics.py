@@ -21,44 +21,55 @@ class Quality:
     max_abs_error: float
 
     @classmethod
-    def measure(cls, x: np.ndarray, x_hat: np.ndarray) -> Quality:
-        """Over the finite values of x; a non-finite value not restored exactly counts as an infinite error."""
+    def measure(cls, x: np.ndarray, x_hat: np.ndarray, valid: np.ndarray | None = None) -> Quality:
+        """Over the valid values of x (default: the finite ones); an invalid value (NaN, Inf,
+        a declared fill value) not restored exactly counts as an infinite error."""
         if x.shape != x_hat.shape:
             raise ValueError(f"shapes differ: {x.shape} vs {x_hat.shape}")
-        finite = _finite_mask(x)
-        d = x[finite].astype(np.float64) - x_hat[finite].astype(np.float64)
+        valid = valid_mask(x) if valid is None else valid
+        d = x[valid].astype(np.float64) - x_hat[valid].astype(np.float64)
         mse = float(np.mean(d * d)) if d.size else 0.0
         max_err = float(np.max(np.abs(d))) if d.size else 0.0
-        if not finite.all() and not _same_nonfinite(x, x_hat, finite):
+        if not _same_invalid(x, x_hat, valid):
             max_err = mse = math.inf
-        return cls(mse=mse, psnr=psnr(mse, value_range(x)), max_abs_error=max_err)
+        return cls(mse=mse, psnr=psnr(mse, value_range(x, valid)), max_abs_error=max_err)
 
 
-def _finite_mask(x: np.ndarray) -> np.ndarray:
-    return np.isfinite(x) if x.dtype.kind == "f" else np.ones(x.shape, bool)
+def valid_mask(x: np.ndarray, fill_values=()) -> np.ndarray:
+    """The values that are data: finite and not a declared fill value."""
+    valid = np.isfinite(x) if x.dtype.kind == "f" else np.ones(x.shape, bool)
+    if len(fill_values):
+        valid &= ~np.isin(x, np.asarray(fill_values, dtype=np.float64).astype(x.dtype))
+    return valid
 
 
-def _same_nonfinite(x: np.ndarray, x_hat: np.ndarray, finite: np.ndarray) -> bool:
-    a, b = x[~finite], x_hat[~finite]
-    return bool(np.all((a == b) | (np.isnan(a) & np.isnan(b))))
+def _same_invalid(x: np.ndarray, x_hat: np.ndarray, valid: np.ndarray) -> bool:
+    if valid.all():
+        return True
+    a, b = x[~valid], x_hat[~valid]
+    same = a == b
+    if a.dtype.kind == "f":
+        same |= np.isnan(a) & np.isnan(b)
+    return bool(np.all(same))
 
 
-def value_range(x: np.ndarray) -> float:
-    """max - min of the finite values (0 for none)."""
-    v = x[_finite_mask(x)]
+def value_range(x: np.ndarray, valid: np.ndarray | None = None) -> float:
+    """max - min of the valid values (0 for none)."""
+    v = x[valid_mask(x) if valid is None else valid]
     return float(np.max(v)) - float(np.min(v)) if v.size else 0.0
 
 
-def max_error_ratio(x: np.ndarray, x_hat: np.ndarray, bound: float, kind: str) -> float:
-    """Largest |x - x_hat| / bound ("abs") or |x - x_hat| / (bound |x|) ("pw_rel") over finite values."""
-    finite = _finite_mask(x)
-    d = np.abs(x[finite].astype(np.float64) - x_hat[finite].astype(np.float64))
-    if not finite.all() and not _same_nonfinite(x, x_hat, finite):
+def max_error_ratio(x: np.ndarray, x_hat: np.ndarray, bound: float, kind: str,
+                    valid: np.ndarray | None = None) -> float:
+    """Largest |x - x_hat| / bound ("abs") or |x - x_hat| / (bound |x|) ("pw_rel") over valid values."""
+    valid = valid_mask(x) if valid is None else valid
+    if not _same_invalid(x, x_hat, valid):
         return math.inf
+    d = np.abs(x[valid].astype(np.float64) - x_hat[valid].astype(np.float64))
     if d.size == 0:
         return 0.0
     if kind == "pw_rel":
-        scale = bound * np.abs(x[finite].astype(np.float64))
+        scale = bound * np.abs(x[valid].astype(np.float64))
         with np.errstate(divide="ignore", invalid="ignore"):
             r = np.where(d == 0, 0.0, d / scale)
         return float(np.max(r))

@@ -206,3 +206,26 @@ def test_decoding_with_other_thread_counts(tmp_path):
     finally:
         torch.set_num_threads(before)
     np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_declared_fill_values_are_kept_and_left_out_of_the_figures(tmp_path):
+    """A NetCDF-style _FillValue / missing_value is not data: kept exactly, out of the range and errors."""
+    import h5py
+
+    x = sample_field((60, 70), seed=9).astype(np.float32)
+    x[:10, :10] = -9999.0
+    x[30, 30] = 1e20
+    src = tmp_path / "f.h5"
+    with h5py.File(src, "w") as f:
+        ds = f.create_dataset("sst", data=x)
+        ds.attrs["_FillValue"] = np.float32(-9999.0)
+        ds.attrs["missing_value"] = np.float32(1e20)
+    aez = str(tmp_path / "f.aez")
+    r = aezip.compress(str(src), aez, rel=1e-3)
+    valid = (x != -9999.0) & (x != 1e20)
+    vrange = float(x[valid].max() - x[valid].min())
+    assert r.bound == pytest.approx(1e-3 * vrange)  # the range of the data, not of the fill values
+    x_hat, r2 = aezip.decompress(aez, write=False, original=str(src))
+    assert np.array_equal(x_hat[~valid], x[~valid])
+    check_bound(x[valid], x_hat[valid], r.bound)
+    assert r2.measured.psnr == pytest.approx(r.psnr) and r2.measured_ratio <= 1

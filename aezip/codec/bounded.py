@@ -57,17 +57,17 @@ def absolute_bound(bound: Bound, value_range: float, integer: bool) -> float:
     return e
 
 
-def split_nonfinite(x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """x with NaN/Inf replaced by the mean of the finite values, and the non-finite mask (None if none)."""
-    if x.dtype.kind != "f":
-        return x, None
-    finite = np.isfinite(x)
-    if finite.all():
-        return x, None
-    if not finite.any():
-        raise UnsupportedDataError("the array has no finite value; there is nothing to compress")
-    fill = float(np.mean(x[finite], dtype=np.float64))
-    return np.where(finite, x, fill).astype(x.dtype), ~finite
+def fill_invalid(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """x with its invalid values (NaN, Inf, declared fill values) replaced by the mean of the
+    valid ones, so that they never reach a predictor or the network; they are stored apart."""
+    if valid.all():
+        return x
+    if not valid.any():
+        raise UnsupportedDataError("the array has no finite value that is not a fill value; there is nothing to compress")
+    fill = np.mean(x[valid], dtype=np.float64)
+    if x.dtype.kind in "iu":
+        fill = np.rint(fill)
+    return np.where(valid, x, fill).astype(x.dtype)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -106,7 +106,8 @@ class CodecParams:
     off the bound for the network's drift between machines, and ``base_check`` holds the
     sum and sum of squares of that prediction for the decoder to compare; ``integer``:
     integer residual coding (step 2 floor(bound) + 1, predictions rounded), used for
-    integer dtypes and for floats holding only integers.
+    integer dtypes and for floats holding only integers; ``fill_values``: the values the
+    source declared missing, kept exactly and left out of every figure.
     ``symbols_crc32`` is the CRC-32 of the decoded latents (int32, little-endian, C order);
     the stream's last ``escapes`` int32 values are the escaped latents;
     ``model`` indexes the container's model list (-1: no model).
@@ -130,6 +131,7 @@ class CodecParams:
     margin: float = 0.0
     base_check: list = field(default_factory=list)
     integer: bool = False
+    fill_values: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.storage not in STORAGES:

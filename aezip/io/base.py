@@ -18,14 +18,30 @@ class Field:
     """One array to compress, with the layout its source had.
 
     ``x`` is always native byte order and C-contiguous; ``order`` and ``byteorder``
-    record how the source stored it so that writers can restore it.
+    record how the source stored it so that writers can restore it. ``fill_values``
+    are the values the source declares as missing (NetCDF/HDF5 ``_FillValue`` and
+    ``missing_value``): they are not data and are kept exactly.
     """
 
     name: str
     x: np.ndarray
     order: str
     byteorder: str
+    fill_values: tuple[float, ...] = ()
 
+
+def declared_fill_values(attrs) -> tuple[float, ...]:
+    """The numeric ``_FillValue`` and ``missing_value`` attributes of a dataset, as floats."""
+    found: list[float] = []
+    for key in ("_FillValue", "missing_value"):
+        if key in attrs:
+            try:
+                values = np.asarray(attrs[key]).reshape(-1)
+            except (OSError, TypeError, ValueError):
+                continue
+            if values.dtype.kind in "fiu":
+                found += [float(v) for v in values]
+    return tuple(dict.fromkeys(found))
 
 @dataclass(frozen=True, kw_only=True)
 class Input:

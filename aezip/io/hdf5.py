@@ -8,7 +8,8 @@ import h5py
 import numpy as np
 
 from ..errors import ContainerError, InputError, UnsupportedDataError, UsageError
-from .base import Field, Input, as_native_c, byteorder_of, check_numeric, short_list, with_byteorder
+from .base import (Field, Input, as_native_c, byteorder_of, check_numeric, declared_fill_values, short_list,
+                   with_byteorder)
 from .skeleton import build_skeleton
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -41,7 +42,8 @@ def read_hdf5_dataset(path: str, name: str) -> Input:
                 obj.read_direct(x)
             except OSError as err:
                 raise InputError(f"cannot read {where}: {_one_line(err)}; check the file") from err
-        field = Field(name=name, x=as_native_c(x), order="C", byteorder=byteorder_of(obj.dtype))
+        field = Field(name=name, x=as_native_c(x), order="C", byteorder=byteorder_of(obj.dtype),
+                      fill_values=declared_fill_values(obj.attrs))
     return Input(path=path, kind="hdf5", fields=(field,), skeleton=None)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from h5py import h5, h5a, h5d, h5g, h5l, h5o, h5p, h5s, h5t
 
 from ..errors import InputError, UnsupportedDataError
-from .base import Field, as_native_c, byteorder_of
+from .base import Field, as_native_c, byteorder_of, declared_fill_values
 
 _FLOAT_TYPES = (h5t.IEEE_F32LE, h5t.IEEE_F32BE, h5t.IEEE_F64LE, h5t.IEEE_F64BE)
 _DIMENSION_ATTRS = (b"DIMENSION_LIST", b"REFERENCE_LIST")
@@ -141,8 +141,8 @@ class _SkeletonBuilder:
                              dcpl=_placeholder_plist(sds), lcpl=lcpl)
             x = np.empty(sds.shape, dtype=sds.dtype.newbyteorder("="))
             sds.read_direct(x)
-            self.fields.append(Field(name=path, x=as_native_c(x), order="C",
-                                     byteorder=byteorder_of(sds.dtype)))
+            self.fields.append(Field(name=path, x=as_native_c(x), order="C", byteorder=byteorder_of(sds.dtype),
+                                     fill_values=declared_fill_values(sds.attrs)))
         elif _holds_references(tid):
             if not tid.equal(h5t.STD_REF_OBJ):
                 raise UnsupportedDataError(
