@@ -4,8 +4,9 @@
     python scripts/make_golden.py            # writes formats/golden/v<N>/ (refuses to overwrite)
 
 Golden files are written once per format version and then kept forever: every later
-aezip must decode them (tests/test_golden.py). One per built-in default model, plus the
-storage modes that use no model, plus a multi-array npz.
+aezip must decode them (tests/test_golden.py). One per built-in default model, the
+storage modes that use no model, the error-bounded modes (NaN/Inf, integers, pw_rel),
+and a multi-array npz. Existing golden files are never rewritten.
 """
 
 from __future__ import annotations
@@ -33,15 +34,29 @@ def main() -> None:
         cases[load_model(ndim=ndim).name] = sample_field(shape, seed=40 + ndim) * 5 + 1
     cases["constant"] = np.full((8, 9), -2.5, dtype=np.float64)
     cases["raw"] = np.array([0.5, 1e-30, -3.0e30, 7.0], dtype=np.float32)
-    for name, x in cases.items():
-        src = os.path.join(folder, name + ".npy")
+    bounded = {}
+    with_nan = sample_field((50, 60), seed=50) * 3
+    with_nan[5, 5], with_nan[7, :3], with_nan[-1, -1] = np.nan, np.inf, -np.inf
+    bounded["bounded-abs-nan"] = (with_nan, {"abs": 1e-3})
+    bounded["bounded-rel-3d"] = (sample_field((12, 20, 24), seed=51) + 10, {"rel": 1e-4})
+    bounded["bounded-int16-lossless"] = (np.rint(sample_field((40, 45), seed=52) * 1000).astype(np.int16), {})
+    bounded["bounded-uint8-abs2"] = (np.rint(sample_field((30, 30), seed=53) * 40 + 128).astype(np.uint8), {"abs": 2})
+    rng = np.random.default_rng(54)
+    decades = (10.0 ** rng.uniform(-8, 2, 1500) * rng.choice([-1, 1], 1500)).astype(np.float64)
+    decades[::50] = 0
+    bounded["bounded-pw-rel"] = (decades, {"pw_rel": 1e-3})
+    for name, (x, mode) in [(k, (v, {})) for k, v in cases.items()] + list(bounded.items()):
+        src, aez = os.path.join(folder, name + ".npy"), os.path.join(folder, name + ".aez")
+        if os.path.exists(aez):  # golden files are written once and kept forever
+            continue
         np.save(src, x)
-        aezip.compress(src, os.path.join(folder, name + ".aez"))
-        print(name, x.shape, x.dtype)
+        aezip.compress(src, aez, **mode)
+        print(name, x.shape, x.dtype, mode)
     src = os.path.join(folder, "several.npz")
-    np.savez(src, series=sample_field((2000,), seed=7).astype(np.float64), image=sample_field((40, 50), seed=8))
-    aezip.compress(src, os.path.join(folder, "several.aez"))
-    print("several.npz")
+    if not os.path.exists(os.path.join(folder, "several.aez")):
+        np.savez(src, series=sample_field((2000,), seed=7).astype(np.float64), image=sample_field((40, 50), seed=8))
+        aezip.compress(src, os.path.join(folder, "several.aez"))
+        print("several.npz")
 
 
 if __name__ == "__main__":
