@@ -91,14 +91,26 @@ ESCAPE = np.iinfo(np.int32).min  # code of an exactly stored value
 
 
 CONTEXT_STEPS = (0.25, 0.5, 1.0, 2.0, 4.0)  # powers of two: exact multiples of the step
-CONTEXTS = len(CONTEXT_STEPS) + 1
+ACTIVITY = 3  # classes of the neighbours' code magnitudes: 0, 1-2, 3 or more (escapes count as 3)
+CONTEXTS = (len(CONTEXT_STEPS) + 1) * ACTIVITY
 
 
-def context(r_hat: np.ndarray, s: int, axis: int, step: float) -> np.ndarray:
+def context(r_hat: np.ndarray, q_mag: np.ndarray, s: int, axis: int, step: float) -> np.ndarray:
     """Coding context of each target of pass (s, axis): how much its two neighbours along
-    the axis differ, in steps (0 .. CONTEXTS-1). Only comparisons of exactly computed
-    values, so encoder and decoder agree on every machine."""
-    shape = r_hat.shape
+    the axis differ, in steps (6 classes), times how large their own codes were (3
+    classes). Only comparisons of exactly computed values and integers, so encoder and
+    decoder agree on every machine."""
+    g = np.abs(_pair(r_hat, s, axis, np.subtract))
+    q = _pair(q_mag, s, axis, np.add)
+    activity = np.minimum(q, 3).astype(np.uint8)
+    activity = np.where(activity == 2, 1, np.where(activity == 3, 2, activity))
+    return sum((g >= k * step).astype(np.uint8) for k in CONTEXT_STEPS) * ACTIVITY + activity
+
+
+def _pair(f: np.ndarray, s: int, axis: int, op) -> np.ndarray:
+    """op(left, right) of the two neighbours at -s and +s along axis of the targets of pass
+    (s, axis); the right one is replaced by the left one where it does not exist."""
+    shape = f.shape
     n = shape[axis]
     t = list(_targets(shape, s, axis))
     m = len(range(s, n, 2 * s))
@@ -106,7 +118,7 @@ def context(r_hat: np.ndarray, s: int, axis: int, step: float) -> np.ndarray:
     def along(start: int, count: int) -> np.ndarray:
         sl = list(t)
         sl[axis] = slice(start, start + 2 * s * count, 2 * s)
-        return r_hat[tuple(sl)]
+        return f[tuple(sl)]
 
     left = along(0, m)
     n_right = len(range(2 * s, n, 2 * s))
@@ -115,8 +127,7 @@ def context(r_hat: np.ndarray, s: int, axis: int, step: float) -> np.ndarray:
         tail = [slice(None)] * len(shape)
         tail[axis] = slice(n_right, m)
         right = np.concatenate([right, left[tuple(tail)]], axis=axis)
-    g = np.abs(left - right)
-    return sum((g >= k * step).astype(np.uint8) for k in CONTEXT_STEPS)
+    return op(left, right)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,13 +169,14 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
     r = x if base is None else x - base
     levels = levels_for(x.shape) if levels is None else levels
     r_hat = np.empty_like(r)
+    q_mag = np.zeros(r.shape, np.int32)
     step = 2.0 * e + 1.0 if integer else 2.0 * e
     cast = np.dtype(dtype)
     codes, contexts, exact = [], [], []
     for t, pas in _steps(x.shape, levels):
         target = r[t]
         p = _prediction(r_hat, t, pas)
-        contexts.append(_context(r_hat, t, pas, step))
+        contexts.append(_context(r_hat, q_mag, t, pas, step))
         if integer:
             p = np.rint(p)
         q = np.rint((target - p) / step)
@@ -176,14 +188,20 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
             value = value.astype(cast).astype(np.float64)
         ok &= np.abs(x[t] - value) <= e - margin  # rounding can push a value past the bound
         r_hat[t] = np.where(ok, rec, target)
+        q_mag[t] = _magnitude(np.where(ok, q, ESCAPE).astype(np.int32))
         codes.append(np.where(ok, q, ESCAPE).astype(np.int32).reshape(-1))
         exact.append(target[~ok])
     return Coded(codes=codes, contexts=contexts, exact=exact, levels=levels), r_hat
 
 
-def _context(r_hat: np.ndarray, t, pas, step: float) -> np.ndarray:
+def _context(r_hat: np.ndarray, q_mag: np.ndarray, t, pas, step: float) -> np.ndarray:
     """Anchors share context 0."""
-    return (np.zeros(r_hat[t].shape, np.uint8) if pas is None else context(r_hat, *pas, step)).reshape(-1)
+    return (np.zeros(r_hat[t].shape, np.uint8) if pas is None else context(r_hat, q_mag, *pas, step)).reshape(-1)
+
+
+def _magnitude(codes: np.ndarray) -> np.ndarray:
+    """|code| capped at 3; an exactly stored value counts as 3."""
+    return np.where(codes == ESCAPE, 3, np.minimum(np.abs(codes.astype(np.int64)), 3)).astype(np.int32)
 
 
 def decode(read: Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray]], shape: tuple[int, ...], e: float,
@@ -192,13 +210,15 @@ def decode(read: Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray]], sha
     exact values (the contexts come from what is already rebuilt). Bit-identical to what
     :func:`encode` returned."""
     r_hat = np.empty(shape, dtype=np.float64)
+    q_mag = np.zeros(shape, np.int32)
     step = 2.0 * e + 1.0 if integer else 2.0 * e
     for i, (t, pas) in enumerate(_steps(shape, levels)):
         p = _prediction(r_hat, t, pas)
         if integer:
             p = np.rint(p)
-        c, ex = read(i, _context(r_hat, t, pas, step))
+        c, ex = read(i, _context(r_hat, q_mag, t, pas, step))
         c = c.reshape(p.shape)
+        q_mag[t] = _magnitude(c)
         esc = c == ESCAPE
         rec = p + step * np.where(esc, 0, c).astype(np.float64)
         rec[esc] = ex
