@@ -224,7 +224,7 @@ def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bou
             extra, res, f_hat = code(e)
     x_hat = bounded.pw_inverse(f_hat, np.signbit(xd), xd == 0) if bound.mode == "pw_rel" else f_hat
     codec = CodecParams(storage="bounded", mode=bound.mode, bound=e, levels=res.levels, radii=res.radii,
-                        residual_escapes=res.escapes, integer=integer, **extra.get("fields", {}))
+                        linear=res.linear, residual_escapes=res.escapes, integer=integer, **extra.get("fields", {}))
     streams["residuals"] = np.frombuffer(res.stream, dtype=np.uint8)
     if res.exact.size:
         streams["exact"] = res.exact
@@ -316,7 +316,7 @@ def _bounded_back(entry: ArrayEntry, models: Models, refs) -> np.ndarray:
             warnings.warn(f"array {entry.name!r}: the model's prediction differs from the encoder's by more than "
                           "aezip allows; the error bound may not hold on this machine", PredictionDriftWarning)
     res = bounded.Residual(stream=entry.streams.get("residuals", np.zeros(0, np.uint8)).tobytes(),
-                           escapes=c.residual_escapes, radii=list(c.radii), levels=c.levels,
+                           escapes=c.residual_escapes, radii=list(c.radii), levels=c.levels, linear=list(c.linear),
                            exact=entry.streams.get("exact", np.zeros(0)).astype(np.float64))
     integer = c.integer or np.dtype(entry.dtype).kind in "iu"
     f_hat = bounded.decode(res, entry.shape, c.bound, integer=integer, base=base)

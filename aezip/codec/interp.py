@@ -21,7 +21,7 @@ encoder's on any machine.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,8 +51,9 @@ def _targets(shape, s: int, axis: int) -> tuple[slice, ...]:
     )
 
 
-def predict(x_hat: np.ndarray, s: int, axis: int) -> np.ndarray:
-    """Interpolate the targets of pass (s, axis) from reconstructed ``x_hat``."""
+def predict(x_hat: np.ndarray, s: int, axis: int, cubic: bool = True) -> np.ndarray:
+    """Interpolate the targets of pass (s, axis) from reconstructed ``x_hat``: cubic where
+    four neighbours exist (unless ``cubic`` is False), linear where two, else the left one."""
     n = x_hat.shape[axis]
     idx = list(_targets(x_hat.shape, s, axis))
 
@@ -76,7 +77,7 @@ def predict(x_hat: np.ndarray, s: int, axis: int) -> np.ndarray:
     lin = 0.5 * (part(left, 0, n_right) + part(right, 0, n_right))
     p[tuple(slice(0, n_right) if a == axis else slice(None) for a in range(x_hat.ndim))] = lin
     # cubic where ±s and ±3s exist: targets j with 1 <= j and j + 1 < number having +3s
-    if m >= 3:
+    if cubic and m >= 3:
         far_left, far_right = take(-3), take(3)  # far_left exists for targets j >= 1
         n_far_right = far_right.shape[axis]  # targets j < n_far_right have +3s
         lo, hi = 1, min(n_far_right, n_right)
@@ -133,13 +134,14 @@ def _pair(f: np.ndarray, s: int, axis: int, op) -> np.ndarray:
 @dataclass(frozen=True, kw_only=True)
 class Coded:
     """Output of :func:`encode`, per step (the anchors, then each pass): int32 codes
-    (``ESCAPE`` where the value is stored exactly), their coding contexts, and the
-    exactly stored values."""
+    (``ESCAPE`` where the value is stored exactly), their coding contexts, the exactly
+    stored values, and whether the step interpolated linearly rather than cubically."""
 
     codes: list[np.ndarray]
     contexts: list[np.ndarray]
     exact: list[np.ndarray]
     levels: int
+    linear: list[int]
 
 
 def _steps(shape: tuple[int, ...], levels: int) -> Iterator[tuple[tuple[slice, ...], tuple[int, int] | None]]:
@@ -149,8 +151,16 @@ def _steps(shape: tuple[int, ...], levels: int) -> Iterator[tuple[tuple[slice, .
         yield _targets(shape, s, axis), (s, axis)
 
 
-def _prediction(x_hat: np.ndarray, t: tuple[slice, ...], step: tuple[int, int] | None) -> np.ndarray:
-    return np.zeros(x_hat[t].shape) if step is None else predict(x_hat, *step)
+def _prediction(x_hat: np.ndarray, t: tuple[slice, ...], step: tuple[int, int] | None,
+                linear: bool = False) -> np.ndarray:
+    return np.zeros(x_hat[t].shape) if step is None else predict(x_hat, *step, cubic=not linear)
+
+
+def _cost(q: np.ndarray) -> float:
+    """Empirical entropy of codes (bits), clipped to a window: to choose a predictor."""
+    counts = np.bincount(np.clip(q.reshape(-1), -64, 64).astype(np.int64) + 64)
+    counts = counts[counts > 0]
+    return float(-(counts * np.log2(counts / counts.sum())).sum())
 
 
 def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarray | None = None,
@@ -172,13 +182,18 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
     q_mag = np.zeros(r.shape, np.int32)
     step = 2.0 * e + 1.0 if integer else 2.0 * e
     cast = np.dtype(dtype)
-    codes, contexts, exact = [], [], []
+    codes, contexts, exact, linear = [], [], [], []
     for t, pas in _steps(x.shape, levels):
         target = r[t]
-        p = _prediction(r_hat, t, pas)
         contexts.append(_context(r_hat, q_mag, t, pas, step))
+        candidates = [_prediction(r_hat, t, pas)] + ([_prediction(r_hat, t, pas, linear=True)] if pas else [])
         if integer:
-            p = np.rint(p)
+            candidates = [np.rint(p) for p in candidates]
+        # at loose bounds the quantization noise of the neighbours favours linear interpolation
+        costs = [_cost(np.rint((target - p) / step)) for p in candidates]
+        choice = int(np.argmin(costs))
+        linear.append(choice)
+        p = candidates[choice]
         q = np.rint((target - p) / step)
         ok = np.abs(q) <= QMAX
         q = np.where(ok, q, 0.0)
@@ -191,7 +206,7 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
         q_mag[t] = _magnitude(np.where(ok, q, ESCAPE).astype(np.int32))
         codes.append(np.where(ok, q, ESCAPE).astype(np.int32).reshape(-1))
         exact.append(target[~ok])
-    return Coded(codes=codes, contexts=contexts, exact=exact, levels=levels), r_hat
+    return Coded(codes=codes, contexts=contexts, exact=exact, levels=levels, linear=linear), r_hat
 
 
 def _context(r_hat: np.ndarray, q_mag: np.ndarray, t, pas, step: float) -> np.ndarray:
@@ -205,7 +220,7 @@ def _magnitude(codes: np.ndarray) -> np.ndarray:
 
 
 def decode(read: Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray]], shape: tuple[int, ...], e: float,
-           levels: int, *, integer: bool = False) -> np.ndarray:
+           levels: int, linear: Sequence[int], *, integer: bool = False) -> np.ndarray:
     """Rebuild r_hat step by step; ``read(step, contexts)`` returns that step's codes and
     exact values (the contexts come from what is already rebuilt). Bit-identical to what
     :func:`encode` returned."""
@@ -213,7 +228,7 @@ def decode(read: Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray]], sha
     q_mag = np.zeros(shape, np.int32)
     step = 2.0 * e + 1.0 if integer else 2.0 * e
     for i, (t, pas) in enumerate(_steps(shape, levels)):
-        p = _prediction(r_hat, t, pas)
+        p = _prediction(r_hat, t, pas, linear=bool(linear[i]) if i < len(linear) else False)
         if integer:
             p = np.rint(p)
         c, ex = read(i, _context(r_hat, q_mag, t, pas, step))
