@@ -54,6 +54,11 @@ def _targets(shape, s: int, axis: int) -> tuple[slice, ...]:
 def predict(x_hat: np.ndarray, s: int, axis: int, cubic: bool = True) -> np.ndarray:
     """Interpolate the targets of pass (s, axis) from reconstructed ``x_hat``: cubic where
     four neighbours exist (unless ``cubic`` is False), linear where two, else the left one."""
+    return predictions(x_hat, s, axis)[1 if cubic else 0]
+
+
+def predictions(x_hat: np.ndarray, s: int, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """The linear and the cubic prediction of the targets of pass (s, axis)."""
     n = x_hat.shape[axis]
     idx = list(_targets(x_hat.shape, s, axis))
 
@@ -77,15 +82,17 @@ def predict(x_hat: np.ndarray, s: int, axis: int, cubic: bool = True) -> np.ndar
     lin = 0.5 * (part(left, 0, n_right) + part(right, 0, n_right))
     p[tuple(slice(0, n_right) if a == axis else slice(None) for a in range(x_hat.ndim))] = lin
     # cubic where ±s and ±3s exist: targets j with 1 <= j and j + 1 < number having +3s
-    if cubic and m >= 3:
+    p_cubic = p
+    if m >= 3:
         far_left, far_right = take(-3), take(3)  # far_left exists for targets j >= 1
         n_far_right = far_right.shape[axis]  # targets j < n_far_right have +3s
         lo, hi = 1, min(n_far_right, n_right)
         if hi > lo:
             c = (-1 / 16) * part(far_left, lo - 1, hi - 1) + (9 / 16) * part(left, lo, hi) \
                 + (9 / 16) * part(right, lo, hi) + (-1 / 16) * part(far_right, lo, hi)
-            p[tuple(slice(lo, hi) if a == axis else slice(None) for a in range(x_hat.ndim))] = c
-    return p
+            p_cubic = p.copy()
+            p_cubic[tuple(slice(lo, hi) if a == axis else slice(None) for a in range(x_hat.ndim))] = c
+    return p, p_cubic
 
 
 ESCAPE = np.iinfo(np.int32).min  # code of an exactly stored value
@@ -105,7 +112,8 @@ def context(r_hat: np.ndarray, q_mag: np.ndarray, s: int, axis: int, step: float
     q = _pair(q_mag, s, axis, np.add)
     activity = np.minimum(q, 3).astype(np.uint8)
     activity = np.where(activity == 2, 1, np.where(activity == 3, 2, activity))
-    return sum((g >= k * step).astype(np.uint8) for k in CONTEXT_STEPS) * ACTIVITY + activity
+    thresholds = np.array(CONTEXT_STEPS) * step  # exact: powers of two times the step
+    return np.digitize(g, thresholds).astype(np.uint8) * ACTIVITY + activity
 
 
 def _pair(f: np.ndarray, s: int, axis: int, op) -> np.ndarray:
@@ -186,11 +194,14 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
     for t, pas in _steps(x.shape, levels):
         target = r[t]
         contexts.append(_context(r_hat, q_mag, t, pas, step))
-        candidates = [_prediction(r_hat, t, pas)] + ([_prediction(r_hat, t, pas, linear=True)] if pas else [])
+        candidates = [np.zeros(target.shape)] if pas is None else list(predictions(r_hat, *pas))[::-1]
         if integer:
             candidates = [np.rint(p) for p in candidates]
-        # at loose bounds the quantization noise of the neighbours favours linear interpolation
-        costs = [_cost(np.rint((target - p) / step)) for p in candidates]
+        # at loose bounds the quantization noise of the neighbours favours linear
+        # interpolation; judge by the codes of a sample of the targets
+        k = max(1, target.size // 65536)
+        sample = target.reshape(-1)[::k]
+        costs = [_cost(np.rint((sample - p.reshape(-1)[::k]) / step)) for p in candidates]
         choice = int(np.argmin(costs))
         linear.append(choice)
         p = candidates[choice]
