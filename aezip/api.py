@@ -19,25 +19,41 @@ from . import io as aeio
 from ._version import __version__
 from .codec.bounded import Bound
 from .coding import Models, decode_array, encode_array
-from .container import ArrayEntry, Container, ModelRef, SourceRef, read_container, write_container
-from .errors import BoundExceededError, UsageError
+from . import progress
+from .container import ArrayEntry, ContainerWriter, ModelRef, SourceRef, read_container
+from .errors import BoundExceededError, ContainerError, UsageError
 from .fileutil import check_writable
-from .metrics import Quality, Report, combine, max_error_ratio, valid_mask
+from .metrics import Quality, Report, combine, max_error_ratio, psnr, valid_mask
 
 WRITER = f"aezip {__version__}"
+DEFAULT_MEMORY = 1 << 30  # bytes: what coding one slab may use (--memory)
+CODING_BYTES_PER_VALUE = 96  # peak working memory of the coders per value of a slab
 
 
-def _array_report(entry: ArrayEntry, *, compressed_bytes: int, seconds: float, refs: Sequence[ModelRef],
-                  measured: Quality | None = None, measured_ratio: float | None = None, input=None,
-                  output=None) -> Report:
-    f, c = entry.figures, entry.codec
-    uses_model = c.storage == "latent" or c.base == "model"
-    return Report(input=input, output=output, name=entry.name, shape=entry.shape, dtype=entry.dtype,
-                  original_bytes=f.original_bytes, compressed_bytes=compressed_bytes, mse=f.mse, psnr=f.psnr,
-                  max_abs_error=f.max_abs_error, value_range=f.value_range, seconds=seconds,
-                  storage=c.storage, model=refs[c.model].name if uses_model else None, mode=c.mode or None,
-                  bound=f.bound, bound_kind=f.bound_kind, max_error_ratio=f.max_error_ratio,
-                  stream_bytes={k: int(v.nbytes) for k, v in entry.streams.items()} if entry.streams else None,
+def _array_report(entries: Sequence[ArrayEntry], *, seconds: float, refs: Sequence[ModelRef],
+                  stream_bytes: Sequence[dict] | None = None, measured: Quality | None = None,
+                  measured_ratio: float | None = None) -> Report:
+    """One array's report from its entries (one, or its slabs): sizes add up, MSE is the
+    value-weighted mean, max errors the largest; PSNR is against the whole array's range."""
+    first = entries[0]
+    f, c = first.figures, first.codec
+    n = [e.size - e.figures.invalid_values for e in entries]
+    mse = sum(k * e.figures.mse for k, e in zip(n, entries) if k) / max(1, sum(n))
+    ratios = [e.figures.max_error_ratio for e in entries]
+    streams: dict[str, int] = {}
+    for sizes in stream_bytes or [{k: int(v.nbytes) for k, v in e.streams.items()} for e in entries]:
+        for k, v in sizes.items():
+            streams[k] = streams.get(k, 0) + v
+    uses = sorted({e.codec.model for e in entries if e.codec.storage == "latent" or e.codec.base == "model"})
+    return Report(input=None, output=None, name=first.name, shape=first.shape, dtype=first.dtype,
+                  original_bytes=sum(e.figures.original_bytes for e in entries),
+                  compressed_bytes=sum(e.figures.coded_bytes for e in entries), mse=mse,
+                  psnr=f.psnr if len(entries) == 1 else psnr(mse, f.value_range),
+                  max_abs_error=max(e.figures.max_abs_error for e in entries), value_range=f.value_range,
+                  seconds=seconds, storage=",".join(sorted({e.codec.storage for e in entries})),
+                  model=",".join(refs[i].name for i in uses) or None, mode=c.mode or None, bound=f.bound,
+                  bound_kind=f.bound_kind, max_error_ratio=None if None in ratios else max(ratios),
+                  stream_bytes=streams or None, slabs=len(entries) if first.slab is not None else 0,
                   measured=measured, measured_ratio=measured_ratio)
 
 
@@ -55,7 +71,7 @@ def compress(data: np.ndarray | str, output: str | None = None, *, model: str | 
              ndim: int | None = None, device: str = "auto", key: str | None = None,
              shape: tuple[int, ...] | None = None, dtype: str | None = None, force: bool = False,
              abs: float | None = None, rel: float | None = None, psnr: float | None = None,
-             pw_rel: float | None = None) -> Report:
+             pw_rel: float | None = None, memory: int = DEFAULT_MEMORY) -> Report:
     """Compress an array or a file into an .aez container and report the figures.
 
     ``data`` is a numpy array (``output`` required) or an input spec: ``x.npy``,
@@ -63,7 +79,8 @@ def compress(data: np.ndarray | str, output: str | None = None, *, model: str | 
     At most one of ``abs`` (every finite value within E), ``rel`` (E = R × value range),
     ``psnr`` (the loosest bound reaching P dB) and ``pw_rel`` (|x - x_hat| <= R |x|)
     makes the error bounded; without them floats use the plain learned mode (error
-    measured, not guaranteed) and integers are coded losslessly.
+    measured, not guaranteed) and integers are coded losslessly. Arrays whose coding would
+    need more than ``memory`` bytes are coded in independent slabs along axis 0.
 
     Examples
     --------
@@ -74,6 +91,8 @@ def compress(data: np.ndarray | str, output: str | None = None, *, model: str | 
     True
     """
     bound = _bound(abs=abs, rel=rel, psnr=psnr, pw_rel=pw_rel)
+    if memory < 1 << 20:
+        raise UsageError(f"--memory must be at least 1 MB, got {memory} bytes")
     models = Models(model, device)  # imports torch: process start-up, not compression time
     t0 = time.perf_counter()
     if isinstance(data, np.ndarray):
@@ -88,30 +107,75 @@ def compress(data: np.ndarray | str, output: str | None = None, *, model: str | 
         src = aeio.read_input(str(data), key=key, shape=shape, dtype=dtype)
         output = output or default_container_name(src.path)
     check_writable(output, force)
-    entries = []
-    for fld in src.fields:
-        entry, _ = encode_array(fld.x, fld.name, models, ndim, bound=bound, order=fld.order,
-                                byteorder=">" if fld.byteorder == ">" else "<", fill_values=fld.fill_values)
-        entries.append(entry)
-    entries, refs = _used_models(entries, models.refs)
-    container = Container(writer=WRITER, source=SourceRef(kind=src.kind, name=os.path.basename(src.path)),
-                          arrays=tuple(entries), models=refs, skeleton=src.skeleton)
-    file_bytes = write_container(output, container, force=force)
-    parts = [_array_report(e, compressed_bytes=e.figures.coded_bytes, seconds=e.figures.seconds, refs=refs)
-             for e in entries]
-    return _file_report(parts, input=src.path or None, output=output, file_bytes=file_bytes,
+    parts = []
+    with ContainerWriter(output, writer=WRITER, source=SourceRef(kind=src.kind, name=os.path.basename(src.path)),
+                         force=force) as w:
+        for fld in src.fields:
+            t1 = time.perf_counter()
+            entries, sizes = [], []
+            for entry in _encode_field(fld, models, ndim, bound, memory):
+                w.add(entry)  # its streams are in the file now: keep only their sizes
+                sizes.append({k: int(v.nbytes) for k, v in entry.streams.items()})
+                entries.append(dataclasses.replace(entry, streams={}))
+            parts.append(_array_report(entries, seconds=time.perf_counter() - t1, refs=models.refs,
+                                       stream_bytes=sizes))
+        w.finish(models=models.refs, skeleton=src.skeleton)
+    return _file_report(parts, input=src.path or None, output=output, file_bytes=w.size,
                         seconds=time.perf_counter() - t0)
+
+
+def slab_rows(shape: tuple[int, ...], memory: int) -> int:
+    """Rows along axis 0 per slab so that coding one slab stays within ``memory`` bytes."""
+    row_values = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
+    rows = max(1, memory // (CODING_BYTES_PER_VALUE * row_values))
+    if rows >= shape[0]:
+        return shape[0]
+    return rows - rows % 64 if rows >= 128 else rows  # whole tiles and interpolation grids where possible
+
+
+def _encode_field(fld, models: Models, ndim: int | None, bound: Bound | None, memory: int):
+    """The container entries of one field: the whole array, or its slabs along axis 0."""
+    x = fld.x
+    byteorder = ">" if fld.byteorder == ">" else "<"
+    rows = slab_rows(x.shape, memory) if x.ndim >= 1 and x.shape[0] > 1 else max(1, x.shape[0] if x.ndim else 1)
+    if x.ndim == 0 or rows >= x.shape[0]:
+        yield encode_array(np.asarray(x), fld.name, models, ndim, bound=bound, order=fld.order, byteorder=byteorder,
+                           fill_values=fld.fill_values)[0]
+        return
+    starts = range(0, x.shape[0], rows)
+    lo, hi = np.inf, -np.inf
+    for a in starts:  # the value range of the whole array, a slab at a time
+        part = np.asarray(x[a : a + rows])
+        v = part[valid_mask(part, fld.fill_values)]
+        if v.size:
+            lo, hi = min(lo, float(v.min())), max(hi, float(v.max()))
+    vrange = hi - lo if hi >= lo else 0.0
+    for a in progress_slabs(starts, fld.name):
+        b = min(a + rows, x.shape[0])
+        yield encode_array(np.asarray(x[a:b]), fld.name, models, ndim, bound=bound, order=fld.order,
+                           byteorder=byteorder, fill_values=fld.fill_values, vrange=vrange,
+                           full_shape=tuple(x.shape), slab=(a, b))[0]
+
+
+def progress_slabs(starts: range, name: str):
+    with progress.bar(len(starts), f"slabs {name}".strip(), unit="slab") as advance:
+        for a in starts:
+            yield a
+            advance(1)
 
 
 def decompress(path: str, output: str | None = None, *, model: str | None = None, device: str = "auto",
                original: str | np.ndarray | None = None, key: str | None = None, force: bool = False,
-               write: bool = True) -> tuple[np.ndarray | dict[str, np.ndarray], Report]:
+               write: bool = True, region: Sequence[tuple[int, int]] | None = None,
+               ) -> tuple[np.ndarray | dict[str, np.ndarray], Report]:
     """Decode a container; write the reconstruction (unless ``write`` is False) and report.
 
     Returns the array (or a dict name -> array when the container holds several) and the
     report, whose ratio is recomputed from the container's size on disk. With
     ``original`` (a path or an array) the errors are measured against it too; a measured
     error above a bound stored in the container raises ``BoundExceededError`` after writing.
+    ``region``: one (start, stop) per axis; only that part is decoded (and only the slabs
+    it touches), and returned, measured and written.
     """
     models = Models(model, device)  # imports torch: process start-up, not decompression time
     t0 = time.perf_counter()
@@ -124,24 +188,26 @@ def decompress(path: str, output: str | None = None, *, model: str | None = None
         kind = aeio.output_kind(output) or kind
         check_writable(output, force)
     models.embedded = c.embedded_model
-    x_hats = [decode_array(e, models, c.models) for e in c.arrays]
-    references = _references(original, c, key)
+    arrays = _group(c.arrays)
+    x_hats = [_decode_group(entries, models, c.models, region) for entries in arrays]
+    references = _references(original, [g[0] for g in arrays], key, region)
     seconds = time.perf_counter() - t0
     parts = []
-    for e, x_hat, ref in zip(c.arrays, x_hats, references):
+    for entries, x_hat, ref in zip(arrays, x_hats, references):
         measured = ratio = None
+        e = entries[0]
         if ref is not None:
             if ref.shape != x_hat.shape:
-                raise UsageError(f"--original {e.name or 'array'} has shape {ref.shape}, the container {x_hat.shape}")
+                raise UsageError(f"--original {e.name or 'array'} has shape {ref.shape}, the decoded one {x_hat.shape}")
             valid = valid_mask(ref, e.codec.fill_values)
             measured = Quality.measure(ref, x_hat, valid)
             if e.figures.bound is not None:
                 ratio = max_error_ratio(ref, x_hat, e.figures.bound, e.figures.bound_kind, valid)
-        parts.append(_array_report(e, compressed_bytes=e.figures.coded_bytes, seconds=seconds, refs=c.models,
-                                   measured=measured, measured_ratio=ratio))
+        parts.append(_array_report(entries, seconds=seconds, refs=c.models, measured=measured, measured_ratio=ratio))
     if write:
-        fields = [(e.name, x_hat, e.order, e.byteorder) for e, x_hat in zip(c.arrays, x_hats)]
-        aeio.write_output(output, fields, kind=kind, skeleton=c.skeleton if kind == "hdf5" else None, force=force)
+        fields = [(g[0].name, x_hat, g[0].order, g[0].byteorder) for g, x_hat in zip(arrays, x_hats)]
+        skeleton = c.skeleton if kind == "hdf5" and region is None else None
+        aeio.write_output(output, fields, kind=kind, skeleton=skeleton, force=force)
     report = _file_report(parts, input=path, output=output if write else None, file_bytes=file_bytes,
                           seconds=time.perf_counter() - t0)
     for p in parts:
@@ -151,17 +217,55 @@ def decompress(path: str, output: str | None = None, *, model: str | None = None
                 f"array {p.name!r}: the measured max {what} is {p.measured_ratio:.6g} times the stored bound "
                 f"{p.bound:.6g}: it exceeds the bound"
             )
-    result = x_hats[0] if len(x_hats) == 1 else {e.name: x for e, x in zip(c.arrays, x_hats)}
+    result = x_hats[0] if len(x_hats) == 1 else {g[0].name: x for g, x in zip(arrays, x_hats)}
     return result, report
 
 
-def _used_models(entries: list[ArrayEntry], refs: Sequence[ModelRef]) -> tuple[list[ArrayEntry], tuple[ModelRef, ...]]:
-    """Keep only the models the entries use (one may have been tried and not kept), renumbered."""
-    used = sorted({e.codec.model for e in entries if e.codec.model >= 0})
-    new = {old: i for i, old in enumerate(used)}
-    entries = [dataclasses.replace(e, codec=dataclasses.replace(e.codec, model=new[e.codec.model]))
-               if e.codec.model >= 0 else e for e in entries]
-    return entries, tuple(refs[i] for i in used)
+def _group(entries: Sequence[ArrayEntry]) -> list[list[ArrayEntry]]:
+    """Entries per array, in order: one entry, or the slabs of one array sorted by start."""
+    groups: dict[str, list[ArrayEntry]] = {}
+    for e in entries:
+        groups.setdefault(e.name, []).append(e)
+    out = []
+    for g in groups.values():
+        if len(g) > 1 or g[0].slab is not None:
+            g = sorted(g, key=lambda e: e.slab[0] if e.slab else -1)
+            starts = [e.slab for e in g]
+            n = g[0].shape[0]
+            if None in starts or starts[0][0] != 0 or starts[-1][1] != n or any(
+                    a[1] != b[0] for a, b in zip(starts, starts[1:])) or any(e.shape != g[0].shape for e in g):
+                raise ContainerError(f"array {g[0].name!r}: its slabs do not tile it; the container is corrupted")
+        out.append(g)
+    return out
+
+
+def _region(shape: tuple[int, ...], region: Sequence[tuple[int, int]] | None) -> tuple[slice, ...]:
+    if region is None:
+        return tuple(slice(0, n) for n in shape)
+    if len(region) != len(shape) or any(not 0 <= a < b <= n for (a, b), n in zip(region, shape)):
+        raise UsageError(f"--region {region_text(region)} does not fit shape {'x'.join(map(str, shape))}: give one "
+                         "START:STOP per axis with 0 <= START < STOP <= extent")
+    return tuple(slice(a, b) for a, b in region)
+
+
+def region_text(region: Sequence[tuple[int, int]]) -> str:
+    return ",".join(f"{a}:{b}" for a, b in region)
+
+
+def _decode_group(entries: list[ArrayEntry], models: Models, refs, region) -> np.ndarray:
+    """Decode an array (or the part of it in ``region``), slab by slab where it has slabs."""
+    first = entries[0]
+    box = _region(first.shape, region)
+    if first.slab is None:
+        return decode_array(first, models, refs)[box]
+    rows = box[0]
+    out = np.empty(tuple(s.stop - s.start for s in box), dtype=np.dtype(first.dtype))
+    for e in entries:
+        a, b = e.slab
+        lo, hi = max(a, rows.start), min(b, rows.stop)
+        if lo < hi:  # a slab outside the region is never decoded
+            out[lo - rows.start : hi - rows.start] = decode_array(e, models, refs)[(slice(lo - a, hi - a),) + box[1:]]
+    return out
 
 
 def _bound(**modes: float | None) -> Bound | None:
@@ -172,25 +276,32 @@ def _bound(**modes: float | None) -> Bound | None:
     return Bound(mode=next(iter(given)), value=float(next(iter(given.values())))) if given else None
 
 
-def _references(original, c: Container, key: str | None) -> list[np.ndarray | None]:
+def _references(original, arrays: Sequence[ArrayEntry], key: str | None, region) -> list[np.ndarray | None]:
+    """The reference arrays for --original, one per array (cut to ``region``)."""
     if original is None:
-        return [None] * len(c.arrays)
+        return [None] * len(arrays)
     if isinstance(original, np.ndarray):
-        if len(c.arrays) != 1:
+        if len(arrays) != 1:
             raise UsageError("the container holds several arrays; pass the original file, not one array")
-        return [np.asarray(original)]
-    if len(c.arrays) == 1 and aeio.output_kind(str(original)) == "raw":  # the container knows its layout
-        e = c.arrays[0]
-        src = aeio.read_input(str(original), shape=e.shape, dtype=np.dtype(e.dtype).newbyteorder(e.byteorder).str)
+        refs = [np.asarray(original)]
     else:
-        src = aeio.read_input(str(original), key=key)
-    by_name = {f.name: f.x for f in src.fields}
-    if len(c.arrays) == 1 and len(src.fields) == 1:
-        return [src.fields[0].x]
-    missing = [e.name for e in c.arrays if e.name not in by_name]
-    if missing:
-        raise UsageError(f"--original {original} has no array named {missing[0]!r}; pass the file the container was made from")
-    return [by_name[e.name] for e in c.arrays]
+        if len(arrays) == 1 and aeio.output_kind(str(original)) == "raw":  # the container knows its layout
+            e = arrays[0]
+            src = aeio.read_input(str(original), shape=e.shape, dtype=np.dtype(e.dtype).newbyteorder(e.byteorder).str)
+        else:
+            src = aeio.read_input(str(original), key=key)
+        by_name = {f.name: f.x for f in src.fields}
+        if len(arrays) == 1 and len(src.fields) == 1:
+            refs = [src.fields[0].x]
+        else:
+            missing = [e.name for e in arrays if e.name not in by_name]
+            if missing:
+                raise UsageError(f"--original {original} has no array named {missing[0]!r}; "
+                                 "pass the file the container was made from")
+            refs = [by_name[e.name] for e in arrays]
+    if region is None:
+        return refs
+    return [np.asarray(r)[_region(r.shape, region)] if r.shape == e.shape else r for r, e in zip(refs, arrays)]
 
 
 def info(path: str) -> Container:

@@ -28,7 +28,7 @@ from .codec.normalize import Normalization
 from .codec.tile import tile, untile
 from .container import ArrayEntry, CodecParams, Figures, ModelRef
 from .errors import ChecksumError, ContainerError, UnsupportedDataError, UsageError
-from .metrics import Quality, max_error_ratio, valid_mask, value_range
+from .metrics import Quality, max_error_ratio, psnr, valid_mask, value_range
 
 INT_LIMIT = 2**53  # integers beyond this are not exact in float64
 DRIFT = 2.0**-16  # allowed drift of the network's output between machines, relative to the half range
@@ -52,13 +52,16 @@ class Models:
 
     def for_ndim(self, d: int):
         if d not in self._by_ndim:
-            m = self._load(self.spec, ndim=d, device=self.device)
-            self._by_ndim[d] = m
-            self.refs.append(ModelRef(id=m.id, name=m.name, config=m.config.to_dict()))
+            self._by_ndim[d] = self._load(self.spec, ndim=d, device=self.device)
         return self._by_ndim[d]
 
-    def index(self, model) -> int:
-        return [r.id for r in self.refs].index(model.id)
+    def use(self, model) -> int:
+        """Index of ``model`` in the container's model list, adding it on first use."""
+        ids = [r.id for r in self.refs]
+        if model.id not in ids:
+            self.refs.append(ModelRef(id=model.id, name=model.name, config=model.config.to_dict()))
+            ids.append(model.id)
+        return ids.index(model.id)
 
     def for_ref(self, ref: ModelRef):
         return self._load(self.spec, model_id=ref.id, embedded=self.embedded, device=self.device)
@@ -102,8 +105,8 @@ def _latents(x: np.ndarray, d: int, models: Models, name: str):
     data, n_escapes = entropy.encode(y_hat, model.tables)
     x_hat = _reconstruct(model, norm, y_hat, x_b.shape, name).reshape(x.shape)
     fields = dict(ndim=d, tile=model.tile, offset=norm.offset, scale=norm.scale, latent_shape=list(y_hat.shape),
-                  symbols_crc32=_crc(y_hat), escapes=n_escapes, model=models.index(model))
-    return fields, np.frombuffer(data, dtype=np.uint8), x_hat
+                  symbols_crc32=_crc(y_hat), escapes=n_escapes)
+    return fields, model, np.frombuffer(data, dtype=np.uint8), x_hat
 
 
 def _reconstruct(model, norm: Normalization, y_hat: np.ndarray, batch_shape: tuple[int, ...], name: str) -> np.ndarray:
@@ -121,8 +124,9 @@ def _latents_back(entry: ArrayEntry, models: Models, refs) -> np.ndarray:
     stream = entry.streams.get("latents")
     if stream is None or stream.dtype != np.uint8:
         raise ContainerError(f"array {entry.name!r}: latent stream missing; the container is corrupted")
-    spatial = tuple(entry.shape[len(entry.shape) - c.ndim:])
-    batch = int(np.prod(entry.shape[: len(entry.shape) - c.ndim], dtype=np.int64))
+    shape = entry.part_shape
+    spatial = tuple(shape[len(shape) - c.ndim:])
+    batch = int(np.prod(shape[: len(shape) - c.ndim], dtype=np.int64))
     n_tiles = batch * int(np.prod([math.ceil(n / c.tile) for n in spatial]))
     latent_shape = tuple(int(n) for n in c.latent_shape)
     if latent_shape != model.latent_shape(n_tiles) or c.tile != model.tile:
@@ -131,7 +135,7 @@ def _latents_back(entry: ArrayEntry, models: Models, refs) -> np.ndarray:
     if _crc(y_hat) != c.symbols_crc32:
         raise ChecksumError(f"array {entry.name!r}: decoded latents fail their checksum; the container is corrupted")
     norm = Normalization(offset=c.offset, scale=c.scale)
-    return _reconstruct(model, norm, y_hat, (batch,) + spatial, entry.name).reshape(entry.shape)
+    return _reconstruct(model, norm, y_hat, (batch,) + spatial, entry.name).reshape(shape)
 
 
 # --- encoders per storage ------------------------------------------------------------
@@ -141,10 +145,10 @@ def _raw(x: np.ndarray):
 
 
 def _learned(x: np.ndarray, d: int, models: Models, name: str):
-    fields, stream, x_hat = _latents(x, d, models, name)
+    fields, model, stream, x_hat = _latents(x, d, models, name)
     if stream.nbytes >= x.nbytes:  # never worse than raw: store the values exactly
         return _raw(x)
-    return CodecParams(storage="latent", **fields), {"latents": stream}, x_hat
+    return CodecParams(storage="latent", model=models.use(model), **fields), {"latents": stream}, x_hat
 
 
 def _cast(x_hat: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -204,27 +208,30 @@ def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bou
                                                  e, scale):
                 if not learned:
                     learned.append(_latents(x, d, models, name))
-                fields, latents, base = dict(learned[0][0]), learned[0][1], learned[0][2]
+                fields, model, latents, base = dict(learned[0][0]), *learned[0][1:]
                 res_m, f_hat_m = bounded.encode(field, e, dtype=out_dtype, integer=False, base=base, margin=margin)
                 if prefer_model(latents.nbytes + len(res_m.stream) + res_m.exact.nbytes,
                                 len(res.stream) + res.exact.nbytes):
                     fields.update(base="model", margin=margin,
                                   base_check=[float(np.sum(base)), float(np.sum(base * base))])
-                    best = ({"fields": fields, "latents": latents}, res_m, f_hat_m)
+                    best = ({"fields": fields, "latents": latents, "model": model}, res_m, f_hat_m)
         return best
 
     extra, res, f_hat = code(e)
     if bound.mode == "psnr":  # tighten until the PSNR is reached (the uniform-error guess is close)
         for _ in range(4):
-            q = Quality.measure(x, _cast(f_hat, x.dtype))
-            if q.psnr is None or q.psnr >= bound.value:
+            achieved = psnr(Quality.measure(x, _cast(f_hat, x.dtype)).mse, vrange)
+            if achieved is None or achieved >= bound.value:
                 break
-            e *= 10 ** (-(bound.value - q.psnr) / 20) * 0.98
+            e *= 10 ** (-(bound.value - achieved) / 20) * 0.98
             e = math.floor(e) if integer else e
             extra, res, f_hat = code(e)
     x_hat = bounded.pw_inverse(f_hat, np.signbit(xd), xd == 0) if bound.mode == "pw_rel" else f_hat
+    fields = extra.get("fields", {})
+    if "model" in extra:
+        fields["model"] = models.use(extra["model"])
     codec = CodecParams(storage="bounded", mode=bound.mode, bound=e, levels=res.levels, radii=res.radii,
-                        linear=res.linear, residual_escapes=res.escapes, integer=integer, **extra.get("fields", {}))
+                        linear=res.linear, residual_escapes=res.escapes, integer=integer, **fields)
     streams["residuals"] = np.frombuffer(res.stream, dtype=np.uint8)
     if res.exact.size:
         streams["exact"] = res.exact
@@ -238,21 +245,27 @@ def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bou
 
 def encode_array(x: np.ndarray, name: str, models: Models | None, ndim: int | None, *,
                  bound: bounded.Bound | None = None, order: str = "C", byteorder: str = "<",
-                 fill_values: tuple[float, ...] = ()) -> tuple[ArrayEntry, np.ndarray]:
-    """Code one array; returns its container entry and exactly what the decoder will return.
+                 fill_values: tuple[float, ...] = (), vrange: float | None = None,
+                 full_shape: tuple[int, ...] | None = None,
+                 slab: tuple[int, int] | None = None) -> tuple[ArrayEntry, np.ndarray]:
+    """Code one array, or one slab of it; returns its container entry and exactly what the
+    decoder will return.
 
     ``fill_values`` (declared by the source) are kept exactly like NaN and Inf and left out
-    of the value range and every error figure."""
+    of the value range and every error figure. For a slab, ``x`` holds rows ``slab`` of an
+    array of shape ``full_shape`` whose valid values span ``vrange`` (bounds and PSNR are
+    relative to the whole array)."""
     t0 = time.perf_counter()
     check_dtype(x, name)
-    d = spatial_ndim(x, ndim)
+    d = spatial_ndim(x if full_shape is None else np.empty(full_shape, np.uint8), ndim)
     if x.dtype.kind in "iu" and bound is None:
         bound = bounded.Bound(mode="abs", value=0)  # integers: lossless unless a bound is given
     valid = valid_mask(x, fill_values)
     x_f = bounded.fill_invalid(x, valid)
-    vrange = value_range(x, valid)
+    own_range = value_range(x, valid)
+    vrange = own_range if vrange is None else vrange
     figure_bound = None
-    if vrange == 0:
+    if own_range == 0:
         codec, streams, x_hat = CodecParams(storage="constant", offset=float(x_f.reshape(-1)[0])), {}, None
         x_hat = np.full(x.shape, codec.offset)
         figure_bound = None if bound is None else (bound.value if bound.mode == "pw_rel" else 0.0)
@@ -270,15 +283,17 @@ def encode_array(x: np.ndarray, name: str, models: Models | None, ndim: int | No
     if fill_values:
         codec = dataclasses.replace(codec, fill_values=list(fill_values))
     q = Quality.measure(x, x_hat, valid)
+    q = dataclasses.replace(q, psnr=psnr(q.mse, vrange))
     kind = "pw_rel" if bound is not None and bound.mode == "pw_rel" else "abs"
     figures = Figures(
         original_bytes=int(x.nbytes), coded_bytes=int(sum(s.nbytes for s in streams.values())), mse=q.mse,
         psnr=q.psnr, max_abs_error=q.max_abs_error, value_range=vrange, seconds=round(time.perf_counter() - t0, 6),
         bound=figure_bound, bound_kind=kind,
         max_error_ratio=None if figure_bound is None else max_error_ratio(x, x_hat, figure_bound, kind, valid),
+        invalid_values=int(x.size - np.count_nonzero(valid)),
     )
-    entry = ArrayEntry(name=name, shape=tuple(x.shape), dtype=x.dtype.name, order=order, byteorder=byteorder,
-                       codec=codec, figures=figures, streams=streams)
+    entry = ArrayEntry(name=name, shape=tuple(x.shape if full_shape is None else full_shape), dtype=x.dtype.name,
+                       order=order, byteorder=byteorder, codec=codec, figures=figures, streams=streams, slab=slab)
     return entry, x_hat
 
 
@@ -286,19 +301,19 @@ def decode_array(entry: ArrayEntry, models: Models, refs) -> np.ndarray:
     """Reconstruct one array from its entry (native byte order, C order)."""
     c, dtype = entry.codec, np.dtype(entry.dtype)
     if c.storage == "constant":
-        x_hat = np.full(entry.shape, c.offset)
+        x_hat = np.full(entry.part_shape, c.offset)
     elif c.storage == "raw":
         v = entry.streams.get("values")
         if v is None or v.size != entry.size:
             raise ContainerError(f"array {entry.name!r}: raw stream missing or of the wrong length; the container is corrupted")
-        x_hat = v.reshape(entry.shape)
+        x_hat = v.reshape(entry.part_shape)
     elif c.storage == "latent":
         x_hat = _latents_back(entry, models, refs)
     else:
         x_hat = _bounded_back(entry, models, refs)
     x_hat = _cast(x_hat, dtype)
     if "mask" in entry.streams:
-        mask = np.unpackbits(entry.streams["mask"], count=entry.size).astype(bool).reshape(entry.shape)
+        mask = np.unpackbits(entry.streams["mask"], count=entry.size).astype(bool).reshape(entry.part_shape)
         values = entry.streams.get("masked_values", np.zeros(0))
         if values.size != int(mask.sum()):
             raise ContainerError(f"array {entry.name!r}: masked values do not match their mask; the container is corrupted")
@@ -319,13 +334,13 @@ def _bounded_back(entry: ArrayEntry, models: Models, refs) -> np.ndarray:
                            escapes=c.residual_escapes, radii=list(c.radii), levels=c.levels, linear=list(c.linear),
                            exact=entry.streams.get("exact", np.zeros(0)).astype(np.float64))
     integer = c.integer or np.dtype(entry.dtype).kind in "iu"
-    f_hat = bounded.decode(res, entry.shape, c.bound, integer=integer, base=base)
+    f_hat = bounded.decode(res, entry.part_shape, c.bound, integer=integer, base=base)
     if c.mode != "pw_rel":
         return f_hat
     n = entry.size
 
     def bits(key):
         s = entry.streams.get(key)
-        return np.zeros(entry.shape, bool) if s is None else np.unpackbits(s, count=n).astype(bool).reshape(entry.shape)
+        return np.zeros(entry.part_shape, bool) if s is None else np.unpackbits(s, count=n).astype(bool).reshape(entry.part_shape)
 
     return bounded.pw_inverse(f_hat, bits("signs"), bits("zeros"))

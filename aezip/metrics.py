@@ -120,6 +120,7 @@ class Report:
     bound_kind: str = "abs"
     max_error_ratio: float | None = None
     stream_bytes: dict | None = None
+    slabs: int = 0
     measured: Quality | None = None
     measured_ratio: float | None = None
     arrays: tuple[Report, ...] = ()
@@ -153,6 +154,8 @@ class Report:
         }
         if self.stream_bytes is not None:
             d["stream_bytes"] = self.stream_bytes
+        if self.slabs:
+            d["slabs"] = self.slabs
         if self.measured is not None:
             m = self.measured
             d["measured"] = {"mse": m.mse, "psnr": _finite(m.psnr), "max_abs_error": m.max_abs_error,

@@ -5,7 +5,7 @@ The normative description is formats/aezip-container-v1.md.
 
 from .layout import FORMAT, FORMAT_VERSION, ArrayEntry, CodecParams, Container, Figures, ModelRef, SourceRef
 from .reader import read_container
-from .writer import write_container
+from .writer import ContainerWriter, write_container
 
 __all__ = [
     "FORMAT",
@@ -13,6 +13,7 @@ __all__ = [
     "ArrayEntry",
     "CodecParams",
     "Container",
+    "ContainerWriter",
     "Figures",
     "ModelRef",
     "SourceRef",

@@ -157,7 +157,8 @@ class Figures:
     ``bound`` is the promised max error (None in the plain learned mode: there the
     max error was measured, not guaranteed): absolute, or relative to |x| when
     ``bound_kind`` is "pw_rel". ``max_error_ratio`` is the measured max error / bound.
-    Errors are over the finite values; NaN and Inf are restored exactly.
+    Errors are over the valid values (``invalid_values`` NaN, Inf or declared fill values
+    are restored exactly and left out).
     ``coded_bytes`` counts this array's streams.
     """
 
@@ -171,6 +172,7 @@ class Figures:
     bound: float | None = None
     bound_kind: str = "abs"
     max_error_ratio: float | None = None
+    invalid_values: int = 0
 
     @classmethod
     def parse(cls, text) -> Figures:
@@ -184,6 +186,9 @@ class ArrayEntry:
     ``streams`` maps a stream name to a 1-D numpy array: "latents" (uint8: the coded
     latents, then the escaped values) for storage "latent", "values" for "raw", none for
     "constant". Empty when the container was read without streams.
+
+    ``slab`` = (start, stop): the entry holds rows [start, stop) along axis 0 of the array
+    ``name`` of full shape ``shape``, coded on its own; None: the whole array.
     """
 
     name: str
@@ -194,6 +199,7 @@ class ArrayEntry:
     codec: CodecParams
     figures: Figures
     streams: dict = field(default_factory=dict)
+    slab: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
@@ -202,10 +208,21 @@ class ArrayEntry:
             raise ValueError("negative extent in shape")
         if self.order not in ("C", "F") or self.byteorder not in ("<", ">"):
             raise ValueError("order must be C or F and byteorder < or >")
+        if self.slab is not None and not (len(self.slab) == 2 and len(self.shape) >= 1
+                                          and 0 <= self.slab[0] < self.slab[1] <= self.shape[0]):
+            raise ValueError(f"slab {self.slab} does not fit shape {self.shape}")
+
+    @property
+    def part_shape(self) -> tuple[int, ...]:
+        """Shape of what this entry codes: the slab, or the whole array."""
+        if self.slab is None:
+            return self.shape
+        return (self.slab[1] - self.slab[0],) + tuple(self.shape[1:])
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        """Number of values this entry codes."""
+        return int(np.prod(self.part_shape, dtype=np.int64))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -64,6 +64,7 @@ def _array(g: h5py.Group, path: str, streams: bool) -> ArrayEntry:
             codec=CodecParams.parse(_text(g.attrs, "codec", path)),
             figures=Figures.parse(_text(g.attrs, "figures", path)),
             streams={k: _stream(g, k, path) for k in g} if streams else {},
+            slab=tuple(int(v) for v in np.asarray(g.attrs["slab"]).reshape(-1)) if "slab" in g.attrs else None,
         )
     except ValueError as e:
         if isinstance(e, ContainerError):

@@ -7,13 +7,15 @@ streams.
 
 from __future__ import annotations
 
+import os
+import sys
 import zlib
 
 import h5py
 import numpy as np
 
 from ..fileutil import atomic_output
-from .layout import FORMAT, Container, to_json
+from .layout import FORMAT, ArrayEntry, Container, to_json
 
 COMPACT_LIMIT = 32 * 1024  # bytes; HDF5 caps compact data at 64 KB per object header
 LIBVER = ("v110", "v110")
@@ -37,33 +39,76 @@ def _text(s: str) -> np.bytes_:
     return np.bytes_(s.encode())
 
 
+class ContainerWriter:
+    """Write a container entry by entry, so that arrays larger than memory can stream
+    through: the root records that depend on every entry (models, n_arrays) are written
+    last, and the file appears at ``path`` only when :meth:`close` completes.
+
+        with ContainerWriter(path, writer=..., source=..., force=False) as w:
+            w.add(entry)
+            ...
+            w.finish(models=..., skeleton=...)
+        w.size  # bytes on disk
+    """
+
+    def __init__(self, path: str, *, writer: str, source, force: bool = False, format_version: int = 1):
+        self.path, self.force, self.size, self.n = path, force, 0, 0
+        self._header = (writer, source, format_version)
+
+    def __enter__(self) -> ContainerWriter:
+        self._output = atomic_output(self.path, self.force)
+        self._tmp = self._output.__enter__()
+        try:
+            self._f = h5py.File(self._tmp, "w", libver=LIBVER, meta_block_size=0)
+            writer, source, version = self._header
+            self._f.attrs["format"] = _text(FORMAT)
+            self._f.attrs["format_version"] = np.int32(version)
+            self._f.attrs["writer"] = _text(writer)
+            self._f.attrs["source"] = _text(to_json(source))
+        except BaseException:
+            self._output.__exit__(*sys.exc_info())
+            raise
+        return self
+
+    def add(self, a: ArrayEntry) -> None:
+        g = self._f.create_group(f"array_{self.n}")
+        g.attrs["name"] = _text(a.name)
+        g.attrs["shape"] = np.asarray(a.shape, dtype="<i8")
+        g.attrs["dtype"] = _text(a.dtype)
+        g.attrs["order"] = _text(a.order)
+        g.attrs["byteorder"] = _text(a.byteorder)
+        g.attrs["codec"] = _text(to_json(a.codec))
+        g.attrs["figures"] = _text(to_json(a.figures))
+        if a.slab is not None:
+            g.attrs["slab"] = np.asarray(a.slab, dtype="<i8")
+        for name, data in a.streams.items():
+            _stream(g, name, data)
+        self.n += 1
+
+    def finish(self, *, models=(), skeleton: bytes | None = None, embedded_model: bytes | None = None) -> None:
+        if models:
+            self._f.attrs["models"] = _text(to_json(tuple(models)))
+        self._f.attrs["n_arrays"] = np.int32(self.n)
+        if skeleton is not None:
+            _stream(self._f, "skeleton", np.frombuffer(skeleton, dtype=np.uint8))
+        if embedded_model is not None:
+            _stream(self._f, "model", np.frombuffer(embedded_model, dtype=np.uint8))
+        self._finished = True
+
+    def __exit__(self, kind, value, tb) -> None:
+        self._f.close()
+        if kind is None and not getattr(self, "_finished", False):
+            kind, value, tb = RuntimeError, RuntimeError("ContainerWriter closed without finish()"), None
+        if kind is None:
+            self.size = os.path.getsize(self._tmp)
+        self._output.__exit__(kind, value, tb)
+
+
 def write_container(path: str, c: Container, *, force: bool = False) -> int:
     """Write ``c`` to ``path`` atomically; returns the file's size in bytes."""
-    import os
-
-    with atomic_output(path, force) as tmp:
-        with h5py.File(tmp, "w", libver=LIBVER, meta_block_size=0) as f:
-            f.attrs["format"] = _text(FORMAT)
-            f.attrs["format_version"] = np.int32(c.format_version)
-            f.attrs["writer"] = _text(c.writer)
-            f.attrs["source"] = _text(to_json(c.source))
-            if c.models:
-                f.attrs["models"] = _text(to_json(c.models))
-            f.attrs["n_arrays"] = np.int32(len(c.arrays))
-            for i, a in enumerate(c.arrays):
-                g = f.create_group(f"array_{i}")
-                g.attrs["name"] = _text(a.name)
-                g.attrs["shape"] = np.asarray(a.shape, dtype="<i8")
-                g.attrs["dtype"] = _text(a.dtype)
-                g.attrs["order"] = _text(a.order)
-                g.attrs["byteorder"] = _text(a.byteorder)
-                g.attrs["codec"] = _text(to_json(a.codec))
-                g.attrs["figures"] = _text(to_json(a.figures))
-                for name, data in a.streams.items():
-                    _stream(g, name, data)
-            if c.skeleton is not None:
-                _stream(f, "skeleton", np.frombuffer(c.skeleton, dtype=np.uint8))
-            if c.embedded_model is not None:
-                _stream(f, "model", np.frombuffer(c.embedded_model, dtype=np.uint8))
-        size = os.path.getsize(tmp)
-    return size
+    with ContainerWriter(path, writer=c.writer, source=c.source, force=force,
+                         format_version=c.format_version) as w:
+        for a in c.arrays:
+            w.add(a)
+        w.finish(models=c.models, skeleton=c.skeleton, embedded_model=c.embedded_model)
+    return w.size

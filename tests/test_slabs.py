@@ -1,0 +1,81 @@
+"""Arrays coded in slabs along axis 0 (bounded memory), and decoding a region."""
+
+import numpy as np
+import pytest
+
+import aezip
+from aezip import api
+from aezip.codec.sample import sample_field
+
+MB = 1 << 20
+
+
+def test_slab_rows_follow_the_memory_budget():
+    assert api.slab_rows((100, 50), 1 << 30) == 100  # fits: one piece
+    rows = api.slab_rows((100000, 1000), 256 * MB)
+    assert rows * 1000 * api.CODING_BYTES_PER_VALUE <= 256 * MB and rows % 64 == 0
+    assert api.slab_rows((10, 10**7), MB) == 1  # at least one row
+
+
+@pytest.mark.parametrize("mode", [{"rel": 1e-3}, {"abs": 0.05}, {}])
+def test_slabs_roundtrip_and_keep_the_bound(mode, tmp_path):
+    x = sample_field((300, 160), seed=11) * 4
+    x[17, 3], x[250, 100] = np.nan, -np.inf
+    p = str(tmp_path / "s.aez")
+    with pytest.MonkeyPatch.context() as m:  # slabs of 64 rows on a small array (--memory has a 1 MB floor)
+        m.setattr(api, "slab_rows", lambda shape, memory: 64)
+        r = aezip.compress(x, p, **mode)
+    c = aezip.info(p)
+    assert [e.slab for e in c.arrays] == [(0, 64), (64, 128), (128, 192), (192, 256), (256, 300)]
+    assert r.slabs == 5 and r.compressed_bytes == (tmp_path / "s.aez").stat().st_size
+    x_hat, r2 = aezip.decompress(p, write=False, original=x)
+    assert x_hat.shape == x.shape
+    assert np.isnan(x_hat[17, 3]) and x_hat[250, 100] == -np.inf
+    finite = np.isfinite(x)
+    err = np.abs(x[finite].astype(np.float64) - x_hat[finite])
+    assert err.max() == pytest.approx(r.max_abs_error)
+    assert r2.measured.mse == pytest.approx(r.mse, rel=1e-9)
+    if mode:
+        assert err.max() <= r.bound and r2.measured_ratio <= 1
+        e = (1e-3 * (x[finite].max() - x[finite].min())) if "rel" in mode else 0.05
+        assert [a.figures.bound for a in c.arrays] == [pytest.approx(e)] * 5  # one bound for the whole array
+
+
+def test_region_decodes_only_the_slabs_it_needs(tmp_path, monkeypatch):
+    from aezip import coding
+
+    x = sample_field((256, 90), seed=12)
+    p = str(tmp_path / "r.aez")
+    monkeypatch.setattr(api, "slab_rows", lambda shape, memory: 64)
+    aezip.compress(x, p, rel=1e-3)
+    decoded = []
+    original = coding.decode_array
+    monkeypatch.setattr(api, "decode_array", lambda e, *a: decoded.append(e.slab) or original(e, *a))
+    part, r = aezip.decompress(p, write=False, region=[(70, 120), (10, 30)], original=x)
+    assert decoded == [(64, 128)]
+    full, _ = aezip.decompress(p, write=False)
+    np.testing.assert_array_equal(part, full[70:120, 10:30])
+    assert r.measured.max_abs_error <= r.bound
+
+
+def test_region_out_of_range(tmp_path):
+    x = sample_field((40, 40), seed=13)
+    p = str(tmp_path / "r.aez")
+    aezip.compress(x, p, rel=1e-3)
+    with pytest.raises(aezip.UsageError, match="does not fit"):
+        aezip.decompress(p, write=False, region=[(0, 50), (0, 10)])
+    with pytest.raises(aezip.UsageError, match="one START:STOP per axis"):
+        aezip.decompress(p, write=False, region=[(0, 10)])
+
+
+def test_missing_slab_is_detected(tmp_path, monkeypatch):
+    import h5py
+
+    x = sample_field((200, 30), seed=14)
+    p = str(tmp_path / "m.aez")
+    monkeypatch.setattr(api, "slab_rows", lambda shape, memory: 64)
+    aezip.compress(x, p, abs=0.01)
+    with h5py.File(p, "r+") as f:
+        f["array_1"].attrs["slab"] = np.array([64, 120])
+    with pytest.raises(aezip.ContainerError, match="slabs do not tile"):
+        aezip.decompress(p, write=False)
