@@ -36,6 +36,25 @@ def _shape(text: str) -> tuple[int, ...]:
     return shape
 
 
+def _bytes(text: str) -> int:
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    try:
+        return int(float(t[:-1]) * units[t[-1]]) if t and t[-1] in units else int(float(t))
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}; use e.g. 512M or 2G") from None
+
+
+def _region(text: str) -> list[tuple[int, int]]:
+    try:
+        region = [tuple(int(v) for v in part.split(":")) for part in text.split(",")]
+    except ValueError:
+        region = []
+    if not region or any(len(r) != 2 for r in region):
+        raise argparse.ArgumentTypeError(f"invalid region {text!r}; use START:STOP per axis, e.g. 0:100,200:300")
+    return region  # type: ignore[return-value]
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     g = common.add_argument_group("common options")
@@ -59,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--key", help="one array of an .npz (its name) or HDF5 file (/group/dataset)")
     c.add_argument("--shape", type=_shape, help=RAW_HELP)
     c.add_argument("--dtype", help="raw binary input: float32 or float64 (default from .f32/.f64)")
+    c.add_argument("--memory", type=_bytes, default=api_default_memory(), metavar="SIZE",
+                   help="memory the coders may use (default 1G); larger arrays are coded in slabs along axis 0")
     b = c.add_argument_group("error bounds (at most one; without: the plain learned mode, error measured "
                              "not guaranteed; integer arrays are then coded losslessly)")
     modes = b.add_mutually_exclusive_group()
@@ -72,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("-o", "--output", help="output path; its extension picks the kind (default: FILE without .aez)")
     d.add_argument("--original", metavar="REF", help="measure MSE, PSNR and max error against this original")
     d.add_argument("--key", help="the array of REF to compare with (npz name or /group/dataset)")
+    d.add_argument("--region", type=_region, metavar="START:STOP,...",
+                   help="decode only this part: one half-open START:STOP per axis, like a Python slice")
 
     i = sub.add_parser("info", parents=[common], help="describe a container without decoding it")
     i.add_argument("input", metavar="FILE.aez")
@@ -96,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("demo", parents=[common], help="compress and decompress a sample field with the default model")
     m.add_argument("-o", "--output-dir", help="folder for the demo files (default: a temporary folder)")
     return p
+
+
+def api_default_memory() -> int:
+    return 1 << 30  # aezip.api.DEFAULT_MEMORY, without importing the codec for --help
 
 
 def _fmt(v, spec=".4g") -> str:
@@ -138,7 +165,7 @@ def _cmd_compress(a) -> dict:
 
     r = api.compress(a.input, a.output, model=a.model, ndim=a.ndim, device=a.device, key=a.key,
                      shape=a.shape, dtype=a.dtype, force=a.force, abs=a.abs, rel=a.rel, psnr=a.psnr,
-                     pw_rel=a.pw_rel)
+                     pw_rel=a.pw_rel, memory=a.memory)
     return _emit(a, r, "compressed")
 
 
@@ -146,7 +173,7 @@ def _cmd_decompress(a) -> dict:
     from . import api
 
     _, r = api.decompress(a.input, a.output, model=a.model, device=a.device, original=a.original,
-                          key=a.key, force=a.force)
+                          key=a.key, force=a.force, region=a.region)
     return _emit(a, r, "decompressed")
 
 

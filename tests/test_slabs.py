@@ -79,3 +79,22 @@ def test_missing_slab_is_detected(tmp_path, monkeypatch):
         f["array_1"].attrs["slab"] = np.array([64, 120])
     with pytest.raises(aezip.ContainerError, match="slabs do not tile"):
         aezip.decompress(p, write=False)
+
+
+def test_cli_memory_and_region(tmp_path, capsys):
+    import json
+
+    from aezip import cli
+
+    x = sample_field((200, 64), seed=15)
+    src = tmp_path / "x.npy"
+    np.save(src, x)
+    aez = tmp_path / "x.aez"
+    assert cli.main(["compress", str(src), "-o", str(aez), "--rel", "1e-3", "--memory", "1M", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["slabs"] == 2  # 1 MB holds 128 rows of 64 values
+    out = tmp_path / "part.npy"
+    assert cli.main(["decompress", str(aez), "-o", str(out), "--region", "10:20,5:64", "--quiet"]) == 0
+    assert np.load(out).shape == (10, 59)
+    assert cli.main(["decompress", str(aez), "-o", str(out), "--region", "10:20", "--force"]) == 2
+    assert "START:STOP" in capsys.readouterr().err
+    assert cli.main(["compress", str(src), "-o", str(aez), "--memory", "lots", "--force"]) == 2
