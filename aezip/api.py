@@ -23,7 +23,7 @@ from . import progress
 from .container import ArrayEntry, ContainerWriter, ModelRef, SourceRef, read_container
 from .errors import BoundExceededError, ContainerError, UsageError
 from .fileutil import check_writable
-from .metrics import Quality, Report, combine, max_error_ratio, psnr, valid_mask
+from .metrics import Accumulator, Quality, Report, combine, psnr, valid_mask
 
 WRITER = f"aezip {__version__}"
 DEFAULT_MEMORY = 1 << 30  # bytes: what coding one slab may use (--memory)
@@ -106,6 +106,13 @@ def compress(data: np.ndarray | str, output: str | None = None, *, model: str | 
     else:
         src = aeio.read_input(str(data), key=key, shape=shape, dtype=dtype)
         output = output or default_container_name(src.path)
+    try:
+        return _compress_input(src, output, models, ndim, bound, memory, force, t0)
+    finally:
+        src.close()
+
+
+def _compress_input(src, output: str, models: Models, ndim, bound, memory: int, force: bool, t0: float) -> Report:
     check_writable(output, force)
     parts = []
     with ContainerWriter(output, writer=WRITER, source=SourceRef(kind=src.kind, name=os.path.basename(src.path)),
@@ -139,20 +146,20 @@ def _encode_field(fld, models: Models, ndim: int | None, bound: Bound | None, me
     byteorder = ">" if fld.byteorder == ">" else "<"
     rows = slab_rows(x.shape, memory) if x.ndim >= 1 and x.shape[0] > 1 else max(1, x.shape[0] if x.ndim else 1)
     if x.ndim == 0 or rows >= x.shape[0]:
-        yield encode_array(np.asarray(x), fld.name, models, ndim, bound=bound, order=fld.order, byteorder=byteorder,
+        yield encode_array(aeio.load(x), fld.name, models, ndim, bound=bound, order=fld.order, byteorder=byteorder,
                            fill_values=fld.fill_values)[0]
         return
     starts = range(0, x.shape[0], rows)
     lo, hi = np.inf, -np.inf
     for a in starts:  # the value range of the whole array, a slab at a time
-        part = np.asarray(x[a : a + rows])
+        part = aeio.load(x, slice(a, a + rows))
         v = part[valid_mask(part, fld.fill_values)]
         if v.size:
             lo, hi = min(lo, float(v.min())), max(hi, float(v.max()))
     vrange = hi - lo if hi >= lo else 0.0
     for a in progress_slabs(starts, fld.name):
         b = min(a + rows, x.shape[0])
-        yield encode_array(np.asarray(x[a:b]), fld.name, models, ndim, bound=bound, order=fld.order,
+        yield encode_array(aeio.load(x, slice(a, b)), fld.name, models, ndim, bound=bound, order=fld.order,
                            byteorder=byteorder, fill_values=fld.fill_values, vrange=vrange,
                            full_shape=tuple(x.shape), slab=(a, b))[0]
 
@@ -189,25 +196,28 @@ def decompress(path: str, output: str | None = None, *, model: str | None = None
         check_writable(output, force)
     models.embedded = c.embedded_model
     arrays = _group(c.arrays)
-    x_hats = [_decode_group(entries, models, c.models, region) for entries in arrays]
-    references = _references(original, [g[0] for g in arrays], key, region)
-    seconds = time.perf_counter() - t0
-    parts = []
-    for entries, x_hat, ref in zip(arrays, x_hats, references):
-        measured = ratio = None
-        e = entries[0]
-        if ref is not None:
-            if ref.shape != x_hat.shape:
-                raise UsageError(f"--original {e.name or 'array'} has shape {ref.shape}, the decoded one {x_hat.shape}")
-            valid = valid_mask(ref, e.codec.fill_values)
-            measured = Quality.measure(ref, x_hat, valid)
-            if e.figures.bound is not None:
-                ratio = max_error_ratio(ref, x_hat, e.figures.bound, e.figures.bound_kind, valid)
-        parts.append(_array_report(entries, seconds=seconds, refs=c.models, measured=measured, measured_ratio=ratio))
-    if write:
-        fields = [(g[0].name, x_hat, g[0].order, g[0].byteorder) for g, x_hat in zip(arrays, x_hats)]
-        skeleton = c.skeleton if kind == "hdf5" and region is None else None
-        aeio.write_output(output, fields, kind=kind, skeleton=skeleton, force=force)
+    references = _references(original, [g[0] for g in arrays], key)
+    whole_file = kind == "hdf5" and c.skeleton is not None and region is None
+    streaming = write and len(arrays) == 1 and arrays[0][0].slab is not None and kind in aeio.STREAMABLE \
+        and not whole_file
+    results, parts = [], []
+    for g, ref in zip(arrays, references):
+        e = g[0]
+        box = _region(e.shape, region)
+        shape = tuple(s.stop - s.start for s in box)
+        if streaming:  # slab by slab into the output file: the array is never whole in memory
+            with aeio.array_output(output, kind, e.name, shape, e.dtype, e.order, e.byteorder, force=force) as out:
+                measured, ratio = _decode_into(g, out, models, c.models, box, ref)
+            results.append(aeio.open_written(output, kind, shape, e.dtype, e.byteorder))
+        else:
+            out = np.empty(shape, dtype=np.dtype(e.dtype))
+            measured, ratio = _decode_into(g, out, models, c.models, box, ref)
+            results.append(out)
+        parts.append(_array_report(g, seconds=time.perf_counter() - t0, refs=c.models, measured=measured,
+                                   measured_ratio=ratio))
+    if write and not streaming:
+        fields = [(g[0].name, x_hat, g[0].order, g[0].byteorder) for g, x_hat in zip(arrays, results)]
+        aeio.write_output(output, fields, kind=kind, skeleton=c.skeleton if whole_file else None, force=force)
     report = _file_report(parts, input=path, output=output if write else None, file_bytes=file_bytes,
                           seconds=time.perf_counter() - t0)
     for p in parts:
@@ -217,7 +227,7 @@ def decompress(path: str, output: str | None = None, *, model: str | None = None
                 f"array {p.name!r}: the measured max {what} is {p.measured_ratio:.6g} times the stored bound "
                 f"{p.bound:.6g}: it exceeds the bound"
             )
-    result = x_hats[0] if len(x_hats) == 1 else {g[0].name: x for g, x in zip(arrays, x_hats)}
+    result = results[0] if len(results) == 1 else {g[0].name: x for g, x in zip(arrays, results)}
     return result, report
 
 
@@ -252,20 +262,32 @@ def region_text(region: Sequence[tuple[int, int]]) -> str:
     return ",".join(f"{a}:{b}" for a, b in region)
 
 
-def _decode_group(entries: list[ArrayEntry], models: Models, refs, region) -> np.ndarray:
-    """Decode an array (or the part of it in ``region``), slab by slab where it has slabs."""
+def _decode_into(entries: list[ArrayEntry], out, models: Models, refs, box: tuple[slice, ...], ref):
+    """Decode an array's part ``box`` into ``out``, slab by slab (a slab outside the box is
+    never decoded), measuring against ``ref`` (the whole reference array, possibly lazy)."""
     first = entries[0]
-    box = _region(first.shape, region)
-    if first.slab is None:
-        return decode_array(first, models, refs)[box]
-    rows = box[0]
-    out = np.empty(tuple(s.stop - s.start for s in box), dtype=np.dtype(first.dtype))
+    if ref is not None and tuple(ref.shape) != tuple(first.shape):
+        raise UsageError(f"--original {first.name or 'array'} has shape {tuple(ref.shape)}, the container "
+                         f"{tuple(first.shape)}")
+    acc = Accumulator(first.figures.bound, first.figures.bound_kind) if ref is not None else None
+    rows = box[0] if box else slice(0, 1)
     for e in entries:
-        a, b = e.slab
+        a, b = e.slab if e.slab is not None else (rows.start, rows.stop)
         lo, hi = max(a, rows.start), min(b, rows.stop)
-        if lo < hi:  # a slab outside the region is never decoded
-            out[lo - rows.start : hi - rows.start] = decode_array(e, models, refs)[(slice(lo - a, hi - a),) + box[1:]]
-    return out
+        if lo >= hi:
+            continue
+        x_hat = decode_array(e, models, refs)
+        if e.slab is None:
+            part, target, ref_rows = x_hat[box], (), box
+        else:
+            part = x_hat[(slice(lo - a, hi - a),) + box[1:]]
+            target, ref_rows = (slice(lo - rows.start, hi - rows.start),), (slice(lo, hi),) + box[1:]
+        out[target] = part
+        if acc is not None:
+            x = aeio.load(ref, ref_rows[0] if ref_rows else None)[(slice(None),) + tuple(ref_rows[1:])] \
+                if ref_rows else aeio.load(ref)
+            acc.add(x, part, valid_mask(x, first.codec.fill_values))
+    return acc.result() if acc is not None else (None, None)
 
 
 def _bound(**modes: float | None) -> Bound | None:
@@ -276,8 +298,8 @@ def _bound(**modes: float | None) -> Bound | None:
     return Bound(mode=next(iter(given)), value=float(next(iter(given.values())))) if given else None
 
 
-def _references(original, arrays: Sequence[ArrayEntry], key: str | None, region) -> list[np.ndarray | None]:
-    """The reference arrays for --original, one per array (cut to ``region``)."""
+def _references(original, arrays: Sequence[ArrayEntry], key: str | None) -> list:
+    """The reference arrays for --original, one per array (large ones stay lazy)."""
     if original is None:
         return [None] * len(arrays)
     if isinstance(original, np.ndarray):
@@ -299,9 +321,7 @@ def _references(original, arrays: Sequence[ArrayEntry], key: str | None, region)
                 raise UsageError(f"--original {original} has no array named {missing[0]!r}; "
                                  "pass the file the container was made from")
             refs = [by_name[e.name] for e in arrays]
-    if region is None:
-        return refs
-    return [np.asarray(r)[_region(r.shape, region)] if r.shape == e.shape else r for r, e in zip(refs, arrays)]
+    return refs
 
 
 def info(path: str) -> Container:

@@ -118,6 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("demo", parents=[common], help="compress and decompress a sample field with the default model")
     m.add_argument("-o", "--output-dir", help="folder for the demo files (default: a temporary folder)")
+
+    bn = sub.add_parser("bench", parents=[common], help="compare aezip with SZ3, ZFP and zstd at the same bounds")
+    bn.add_argument("inputs", nargs="+", metavar="INPUT", help="arrays to bench (any kind compress reads; every array of each)")
+    bn.add_argument("--rel", default="1e-2,1e-3,1e-4", metavar="R,R,...",
+                    help="range-relative bounds: E = R x value range (default 1e-2,1e-3,1e-4)")
+    bn.add_argument("--against", default="sz3,zfp,zstd", metavar="NAMES",
+                    help="compressors besides aezip: sz3, zfp, zstd (default all; pip install 'aezip[bench]')")
+    bn.add_argument("--csv", metavar="OUT", help="also write the rows as CSV")
+    bn.add_argument("--plot", metavar="OUT.png", help="also draw the rate-distortion figure (needs matplotlib)")
     return p
 
 
@@ -278,8 +287,26 @@ def _cmd_demo(a) -> dict:
     return {"compress": r1.to_json(), "decompress": r2.to_json()}
 
 
+def _cmd_bench(a) -> dict:
+    from . import bench, fileutil
+
+    rels, against = bench.parse_rels(a.rel), bench.parse_against(a.against)
+    for out in (a.csv, a.plot):
+        if out:
+            fileutil.check_writable(out, a.force)  # before minutes of work, not after
+    rows = bench.run(a.inputs, rels, against, model=a.model, device=a.device)
+    if a.csv:
+        bench.write_csv(rows, a.csv, a.force)
+    if a.plot:
+        bench.plot(rows, a.plot, a.force)
+    if not a.quiet and not a.json:
+        print(bench.format_table(rows))
+    return bench.to_json(rows)
+
+
 COMMANDS = {"compress": _cmd_compress, "decompress": _cmd_decompress, "info": _cmd_info, "verify": _cmd_verify,
-            "train": _cmd_train, "models": _cmd_models, "demo": _cmd_demo}
+            "train": _cmd_train, "models": _cmd_models, "demo": _cmd_demo,
+            "bench": _cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -76,6 +76,34 @@ def max_error_ratio(x: np.ndarray, x_hat: np.ndarray, bound: float, kind: str,
     return float(np.max(d)) / bound if bound > 0 else (0.0 if np.max(d) == 0 else math.inf)
 
 
+class Accumulator:
+    """Errors of a reconstruction measured a slab at a time, as :meth:`Quality.measure` and
+    :func:`max_error_ratio` would give on the whole array."""
+
+    def __init__(self, bound: float | None = None, kind: str = "abs"):
+        self.bound, self.kind = bound, kind
+        self.n, self.sse, self.max_err, self.ratio = 0, 0.0, 0.0, 0.0
+        self.lo, self.hi = math.inf, -math.inf
+
+    def add(self, x: np.ndarray, x_hat: np.ndarray, valid: np.ndarray) -> None:
+        q = Quality.measure(x, x_hat, valid)
+        n = int(np.count_nonzero(valid))
+        if n:
+            v = x[valid]
+            self.lo, self.hi = min(self.lo, float(v.min())), max(self.hi, float(v.max()))
+        self.n += n
+        self.sse += q.mse * n if math.isfinite(q.mse) else math.inf
+        self.max_err = max(self.max_err, q.max_abs_error)
+        if self.bound is not None:
+            self.ratio = max(self.ratio, max_error_ratio(x, x_hat, self.bound, self.kind, valid))
+
+    def result(self) -> tuple[Quality, float | None]:
+        mse = self.sse / self.n if self.n else 0.0
+        vrange = self.hi - self.lo if self.n else 0.0
+        return (Quality(mse=mse, psnr=psnr(mse, vrange), max_abs_error=self.max_err),
+                self.ratio if self.bound is not None else None)
+
+
 def psnr(mse: float, vrange: float) -> float | None:
     if mse == 0:
         return None

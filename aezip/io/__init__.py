@@ -8,13 +8,19 @@ non-float parts travel in a skeleton), and raw binaries with a given shape and d
 
 from __future__ import annotations
 
-from .base import Field, Input
+from .base import LAZY_BYTES, Field, Input, load
 from .dispatch import read_input, split_spec, write_output
 from .formats import default_output_name, output_kind
+from .stream import STREAMABLE, array_output, open_written
 
 __all__ = [
     "Field",
+    "STREAMABLE",
+    "array_output",
+    "open_written",
     "Input",
+    "LAZY_BYTES",
+    "load",
     "default_output_name",
     "output_kind",
     "read_input",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,8 +17,10 @@ NATIVE_BYTEORDER = "<" if sys.byteorder == "little" else ">"
 class Field:
     """One array to compress, with the layout its source had.
 
-    ``x`` is always native byte order and C-contiguous; ``order`` and ``byteorder``
-    record how the source stored it so that writers can restore it. ``fill_values``
+    ``x`` is native byte order and C-contiguous, except for inputs larger than
+    ``LAZY_BYTES``: there it is a lazy array (``np.memmap`` or ``h5py.Dataset``) read
+    slab by slab through slicing along axis 0 (see :func:`load`). ``order`` and
+    ``byteorder`` record how the source stored it so that writers can restore it. ``fill_values``
     are the values the source declares as missing (NetCDF/HDF5 ``_FillValue`` and
     ``missing_value``): they are not data and are kept exactly.
     """
@@ -45,12 +47,24 @@ def declared_fill_values(attrs) -> tuple[float, ...]:
 
 @dataclass(frozen=True, kw_only=True)
 class Input:
-    """A user file read for compression: its arrays, plus (HDF5 only) everything else."""
+    """A user file read for compression: its arrays, plus (HDF5 only) everything else.
+
+    ``close`` releases what lazy fields hold open (call it when done; a no-op otherwise)."""
 
     path: str
     kind: str
     fields: tuple[Field, ...]
     skeleton: bytes | None
+    close: Callable[[], None] = lambda: None
+
+
+LAZY_BYTES = 256 << 20  # inputs larger than this are read slab by slab
+
+
+def load(x, rows: slice | None = None) -> np.ndarray:
+    """Rows of a field's data (all by default) as a native, C-contiguous ndarray."""
+    part = np.asarray(x if rows is None else x[rows])
+    return as_native_c(part)
 
 
 def byteorder_of(dtype: np.dtype) -> str:

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 
 from ..errors import ContainerError, InputError, UnsupportedDataError, UsageError
-from .base import (Field, Input, as_native_c, byteorder_of, check_numeric, declared_fill_values, short_list,
+from .base import (LAZY_BYTES, Field, Input, as_native_c, byteorder_of, check_numeric, declared_fill_values, short_list,
                    with_byteorder)
 from .skeleton import build_skeleton
 
@@ -24,8 +24,18 @@ def dataset_path(name: str) -> str:
 
 
 def read_hdf5_dataset(path: str, name: str) -> Input:
-    """Read the one dataset ``name`` (``/group/dataset``) of an HDF5 file."""
+    """Read the one dataset ``name`` (``/group/dataset``) of an HDF5 file; one larger than
+    LAZY_BYTES stays in the file, read slab by slab (the Input's ``close`` closes it)."""
     name = dataset_path(name) if name.strip("/") else "/"
+    f = _open(path)
+    try:
+        lazy = _lazy_dataset(f, path, name)
+    except BaseException:
+        f.close()
+        raise
+    if lazy is not None:
+        return Input(path=path, kind="hdf5", fields=(lazy,), skeleton=None, close=f.close)
+    f.close()
     with _open(path) as f:
         obj = f.get(name) if name in f else None
         if not isinstance(obj, h5py.Dataset):
@@ -45,6 +55,17 @@ def read_hdf5_dataset(path: str, name: str) -> Input:
         field = Field(name=name, x=as_native_c(x), order="C", byteorder=byteorder_of(obj.dtype),
                       fill_values=declared_fill_values(obj.attrs))
     return Input(path=path, kind="hdf5", fields=(field,), skeleton=None)
+
+
+def _lazy_dataset(f: h5py.File, path: str, name: str) -> Field | None:
+    obj = f.get(name) if name in f else None
+    if not isinstance(obj, h5py.Dataset) or obj.shape is None or obj.dtype.kind not in "fiu":
+        return None
+    if int(np.prod(obj.shape, dtype=np.int64)) * obj.dtype.itemsize <= LAZY_BYTES:
+        return None
+    check_numeric(obj.dtype, f"{path}:{name}", " (pick another dataset)")
+    return Field(name=name, x=obj, order="C", byteorder=byteorder_of(obj.dtype),
+                 fill_values=declared_fill_values(obj.attrs))
 
 
 def read_hdf5_file(path: str) -> Input:

@@ -6,6 +6,8 @@ nothing is ever unpickled.
 
 from __future__ import annotations
 
+import os
+
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -14,17 +16,18 @@ from typing import BinaryIO
 import numpy as np
 
 from ..errors import InputError, UsageError
-from .base import Field, Input, as_native_c, byteorder_of, check_numeric, require_one, short_list, with_byteorder
+from .base import (LAZY_BYTES, Field, Input, as_native_c, byteorder_of, check_numeric, require_one, short_list,
+                   with_byteorder)
 
 NPY_MAGIC = b"\x93NUMPY"
 _MAX_HEADER = 1 << 16
 
 
 def read_npy(path: str) -> Input:
-    """Read the single array of a ``.npy`` file."""
+    """Read the single array of a ``.npy`` file (memory-mapped when larger than LAZY_BYTES)."""
     try:
         with open(path, "rb") as fp:
-            field = read_npy_stream(fp, name="", label=path)
+            field = read_npy_stream(fp, name="", label=path, path=path)
     except OSError as err:
         raise InputError(f"cannot read {path}: {err.strerror or err}; check the file") from err
     return Input(path=path, kind="npy", fields=(field,), skeleton=None)
@@ -56,8 +59,9 @@ def read_npz(path: str, key: str | None = None) -> Input:
     return Input(path=path, kind="npz", fields=tuple(fields), skeleton=None)
 
 
-def read_npy_stream(fp: BinaryIO, *, name: str, label: str, hint: str = "") -> Field:
-    """Parse one ``.npy`` stream into a Field (native byte order, C order)."""
+def read_npy_stream(fp: BinaryIO, *, name: str, label: str, hint: str = "", path: str | None = None) -> Field:
+    """Parse one ``.npy`` stream into a Field (native byte order, C order); with ``path``
+    (a plain file) a large array is memory-mapped instead of read."""
     try:
         version = np.lib.format.read_magic(fp)
     except ValueError as err:
@@ -76,6 +80,13 @@ def read_npy_stream(fp: BinaryIO, *, name: str, label: str, hint: str = "") -> F
         )
     check_numeric(dtype, label, hint)
     count = int(np.prod(shape, dtype=np.int64))
+    if path is not None and count * dtype.itemsize > LAZY_BYTES:
+        offset = fp.tell()
+        if os.path.getsize(path) < offset + count * dtype.itemsize:
+            raise InputError(f"{label} is truncated: its header promises {count * dtype.itemsize} bytes of data; "
+                             "re-create it")
+        x = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
+        return Field(name=name, x=x, order="F" if fortran else "C", byteorder=byteorder_of(dtype))
     flat = np.empty(count, dtype=dtype)
     got = _read_exactly(fp, flat.view(np.uint8))
     if got < flat.nbytes:

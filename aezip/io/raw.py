@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import InputError, UsageError
-from .base import Field, Input, as_native_c, byteorder_of, require_one, with_byteorder
+from .base import LAZY_BYTES, Field, Input, as_native_c, byteorder_of, require_one, with_byteorder
 
 RAW_EXTENSIONS = (".f32", ".f64", ".dat", ".bin", ".raw")
 _DEFAULT_DTYPE = {".f32": "float32", ".f64": "float64"}
@@ -54,6 +54,10 @@ def read_raw(path: str, shape: Sequence[int] | None, dtype: str | None) -> Input
                 f"{path} holds {size} bytes but --shape {','.join(map(str, dims))} of {parsed.name} "
                 f"needs {expected}; check --shape and --dtype"
             )
+        if expected > LAZY_BYTES:
+            x = np.memmap(path, dtype=parsed, mode="r", shape=dims)
+            return Input(path=path, kind="raw", fields=(Field(name="", x=x, order="C", byteorder=byteorder_of(parsed)),),
+                         skeleton=None)
         x = np.fromfile(path, dtype=parsed).reshape(dims)
     except OSError as err:
         raise InputError(f"cannot read {path}: {err.strerror or err}; check the file") from err

@@ -1,0 +1,47 @@
+"""Write one array into its output file slab by slab, without holding it in memory."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import h5py
+import numpy as np
+
+from ..fileutil import atomic_output
+from .base import with_byteorder
+
+STREAMABLE = ("npy", "raw", "hdf5")
+
+
+@contextlib.contextmanager
+def array_output(path: str, kind: str, name: str, shape: tuple[int, ...], dtype, order: str, byteorder: str,
+                 *, force: bool = False) -> Iterator:
+    """Yield an array-like the caller fills by slices (``out[a:b] = part``); the file appears
+    at ``path`` complete, or not at all. npy keeps the source's order and byte order, raw its
+    byte order, HDF5 puts the array at ``name`` ("/data" for an unnamed one)."""
+    stored = with_byteorder(np.dtype(dtype), byteorder)
+    with atomic_output(path, force) as tmp:
+        if kind == "hdf5":
+            with h5py.File(tmp, "w") as f:
+                yield f.create_dataset(name if name.strip("/") else "/data", shape=shape, dtype=stored)
+        else:
+            if kind == "npy":
+                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=stored, shape=shape,
+                                                fortran_order=order == "F")
+            else:
+                out = np.memmap(tmp, dtype=stored, mode="w+", shape=shape)
+            try:
+                yield out
+                out.flush()
+            finally:
+                del out
+
+
+def open_written(path: str, kind: str, shape: tuple[int, ...], dtype, byteorder: str):
+    """The array just written by :func:`array_output`, memory-mapped read-only (None for HDF5)."""
+    if kind == "npy":
+        return np.load(path, mmap_mode="r")
+    if kind == "raw":
+        return np.memmap(path, dtype=with_byteorder(np.dtype(dtype), byteorder), mode="r", shape=shape)
+    return None
