@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 
 import numpy as np
@@ -28,6 +30,7 @@ from .metrics import Accumulator, Quality, Report, combine, psnr, valid_mask
 WRITER = f"aezip {__version__}"
 DEFAULT_MEMORY = 1 << 30  # bytes: what coding one slab may use (--memory)
 CODING_BYTES_PER_VALUE = 96  # peak working memory of the coders per value of a slab
+PARALLEL_VALUES = 1 << 22  # arrays with more values get at least one slab per thread
 
 
 def _array_report(entries: Sequence[ArrayEntry], *, seconds: float, refs: Sequence[ModelRef],
@@ -71,7 +74,7 @@ def compress(data: np.ndarray | str, output: str | None = None, *, model: str | 
              ndim: int | None = None, device: str = "auto", key: str | None = None,
              shape: tuple[int, ...] | None = None, dtype: str | None = None, force: bool = False,
              abs: float | None = None, rel: float | None = None, psnr: float | None = None,
-             pw_rel: float | None = None, memory: int = DEFAULT_MEMORY) -> Report:
+             pw_rel: float | None = None, memory: int = DEFAULT_MEMORY, threads: int | None = None) -> Report:
     """Compress an array or a file into an .aez container and report the figures.
 
     ``data`` is a numpy array (``output`` required) or an input spec: ``x.npy``,
@@ -80,7 +83,8 @@ def compress(data: np.ndarray | str, output: str | None = None, *, model: str | 
     ``psnr`` (the loosest bound reaching P dB) and ``pw_rel`` (|x - x_hat| <= R |x|)
     makes the error bounded; without them floats use the plain learned mode (error
     measured, not guaranteed) and integers are coded losslessly. Arrays whose coding would
-    need more than ``memory`` bytes are coded in independent slabs along axis 0.
+    need more than ``memory`` bytes are coded in independent slabs along axis 0, and large
+    arrays in at least one slab per thread (``threads``, default: the CPU count), coded at once.
 
     Examples
     --------
@@ -107,12 +111,13 @@ def compress(data: np.ndarray | str, output: str | None = None, *, model: str | 
         src = aeio.read_input(str(data), key=key, shape=shape, dtype=dtype)
         output = output or default_container_name(src.path)
     try:
-        return _compress_input(src, output, models, ndim, bound, memory, force, t0)
+        return _compress_input(src, output, models, ndim, bound, memory, _workers(threads), force, t0)
     finally:
         src.close()
 
 
-def _compress_input(src, output: str, models: Models, ndim, bound, memory: int, force: bool, t0: float) -> Report:
+def _compress_input(src, output: str, models: Models, ndim, bound, memory: int, workers: int, force: bool,
+                    t0: float) -> Report:
     check_writable(output, force)
     parts = []
     with ContainerWriter(output, writer=WRITER, source=SourceRef(kind=src.kind, name=os.path.basename(src.path)),
@@ -120,7 +125,7 @@ def _compress_input(src, output: str, models: Models, ndim, bound, memory: int, 
         for fld in src.fields:
             t1 = time.perf_counter()
             entries, sizes = [], []
-            for entry in _encode_field(fld, models, ndim, bound, memory):
+            for entry in _encode_field(fld, models, ndim, bound, memory, workers):
                 w.add(entry)  # its streams are in the file now: keep only their sizes
                 sizes.append({k: int(v.nbytes) for k, v in entry.streams.items()})
                 entries.append(dataclasses.replace(entry, streams={}))
@@ -131,20 +136,40 @@ def _compress_input(src, output: str, models: Models, ndim, bound, memory: int, 
                         seconds=time.perf_counter() - t0)
 
 
-def slab_rows(shape: tuple[int, ...], memory: int) -> int:
-    """Rows along axis 0 per slab so that coding one slab stays within ``memory`` bytes."""
+def slab_rows(shape: tuple[int, ...], memory: int, workers: int = 1) -> int:
+    """Rows along axis 0 per slab: ``workers`` slabs coded at once stay within ``memory``
+    bytes, and a large array gets at least one slab per worker."""
     row_values = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
-    rows = max(1, memory // (CODING_BYTES_PER_VALUE * row_values))
-    if rows >= shape[0]:
-        return shape[0]
-    return rows - rows % 64 if rows >= 128 else rows  # whole tiles and interpolation grids where possible
+    n = shape[0]
+    rows = max(1, memory // (max(1, workers) * CODING_BYTES_PER_VALUE * row_values))
+    rows = rows - rows % 64 if rows >= 128 else rows  # whole tiles and interpolation grids where possible
+    if workers > 1 and n * row_values > PARALLEL_VALUES:
+        share = -(-n // workers)
+        rows = min(rows, share + (-share % 64) if share >= 128 else share)
+    return min(rows, n)
 
 
-def _encode_field(fld, models: Models, ndim: int | None, bound: Bound | None, memory: int):
+def in_order(func, items, workers: int):
+    """``map(func, items)`` on ``workers`` threads (numpy and the coders release the GIL),
+    results in order, at most ``workers`` items in flight (so at most that many slabs in memory)."""
+    if workers <= 1:
+        yield from map(func, items)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(func, item))
+            if len(pending) >= workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _encode_field(fld, models: Models, ndim: int | None, bound: Bound | None, memory: int, workers: int):
     """The container entries of one field: the whole array, or its slabs along axis 0."""
     x = fld.x
     byteorder = ">" if fld.byteorder == ">" else "<"
-    rows = slab_rows(x.shape, memory) if x.ndim >= 1 and x.shape[0] > 1 else max(1, x.shape[0] if x.ndim else 1)
+    rows = slab_rows(x.shape, memory, workers) if x.ndim >= 1 and x.shape[0] > 1 else 1
     if x.ndim == 0 or rows >= x.shape[0]:
         yield encode_array(aeio.load(x), fld.name, models, ndim, bound=bound, order=fld.order, byteorder=byteorder,
                            fill_values=fld.fill_values)[0]
@@ -157,11 +182,14 @@ def _encode_field(fld, models: Models, ndim: int | None, bound: Bound | None, me
         if v.size:
             lo, hi = min(lo, float(v.min())), max(hi, float(v.max()))
     vrange = hi - lo if hi >= lo else 0.0
-    for a in progress_slabs(starts, fld.name):
+
+    def code(a: int) -> ArrayEntry:
         b = min(a + rows, x.shape[0])
-        yield encode_array(aeio.load(x, slice(a, b)), fld.name, models, ndim, bound=bound, order=fld.order,
-                           byteorder=byteorder, fill_values=fld.fill_values, vrange=vrange,
-                           full_shape=tuple(x.shape), slab=(a, b))[0]
+        return encode_array(aeio.load(x, slice(a, b)), fld.name, models, ndim, bound=bound, order=fld.order,
+                            byteorder=byteorder, fill_values=fld.fill_values, vrange=vrange,
+                            full_shape=tuple(x.shape), slab=(a, b))[0]
+
+    yield from in_order(code, progress_slabs(starts, fld.name), workers)
 
 
 def progress_slabs(starts: range, name: str):
@@ -173,7 +201,7 @@ def progress_slabs(starts: range, name: str):
 
 def decompress(path: str, output: str | None = None, *, model: str | None = None, device: str = "auto",
                original: str | np.ndarray | None = None, key: str | None = None, force: bool = False,
-               write: bool = True, region: Sequence[tuple[int, int]] | None = None,
+               write: bool = True, region: Sequence[tuple[int, int]] | None = None, threads: int | None = None,
                ) -> tuple[np.ndarray | dict[str, np.ndarray], Report]:
     """Decode a container; write the reconstruction (unless ``write`` is False) and report.
 
@@ -207,11 +235,11 @@ def decompress(path: str, output: str | None = None, *, model: str | None = None
         shape = tuple(s.stop - s.start for s in box)
         if streaming:  # slab by slab into the output file: the array is never whole in memory
             with aeio.array_output(output, kind, e.name, shape, e.dtype, e.order, e.byteorder, force=force) as out:
-                measured, ratio = _decode_into(g, out, models, c.models, box, ref)
+                measured, ratio = _decode_into(g, out, models, c.models, box, ref, _workers(threads))
             results.append(aeio.open_written(output, kind, shape, e.dtype, e.byteorder))
         else:
             out = np.empty(shape, dtype=np.dtype(e.dtype))
-            measured, ratio = _decode_into(g, out, models, c.models, box, ref)
+            measured, ratio = _decode_into(g, out, models, c.models, box, ref, _workers(threads))
             results.append(out)
         parts.append(_array_report(g, seconds=time.perf_counter() - t0, refs=c.models, measured=measured,
                                    measured_ratio=ratio))
@@ -262,21 +290,25 @@ def region_text(region: Sequence[tuple[int, int]]) -> str:
     return ",".join(f"{a}:{b}" for a, b in region)
 
 
-def _decode_into(entries: list[ArrayEntry], out, models: Models, refs, box: tuple[slice, ...], ref):
+def _decode_into(entries: list[ArrayEntry], out, models: Models, refs, box: tuple[slice, ...], ref,
+                 workers: int = 1):
     """Decode an array's part ``box`` into ``out``, slab by slab (a slab outside the box is
-    never decoded), measuring against ``ref`` (the whole reference array, possibly lazy)."""
+    never decoded; ``workers`` slabs at once), measuring against ``ref`` (the whole
+    reference array, possibly lazy)."""
     first = entries[0]
     if ref is not None and tuple(ref.shape) != tuple(first.shape):
         raise UsageError(f"--original {first.name or 'array'} has shape {tuple(ref.shape)}, the container "
                          f"{tuple(first.shape)}")
     acc = Accumulator(first.figures.bound, first.figures.bound_kind) if ref is not None else None
     rows = box[0] if box else slice(0, 1)
-    for e in entries:
+
+    def span(e: ArrayEntry) -> tuple[int, int]:
         a, b = e.slab if e.slab is not None else (rows.start, rows.stop)
-        lo, hi = max(a, rows.start), min(b, rows.stop)
-        if lo >= hi:
-            continue
-        x_hat = decode_array(e, models, refs)
+        return max(a, rows.start), min(b, rows.stop)
+
+    needed = [e for e in entries if span(e)[0] < span(e)[1]]
+    for e, x_hat in zip(needed, in_order(lambda e: decode_array(e, models, refs), needed, workers)):
+        (lo, hi), a = span(e), e.slab[0] if e.slab is not None else 0
         if e.slab is None:
             part, target, ref_rows = x_hat[box], (), box
         else:
@@ -288,6 +320,12 @@ def _decode_into(entries: list[ArrayEntry], out, models: Models, refs, box: tupl
                 if ref_rows else aeio.load(ref)
             acc.add(x, part, valid_mask(x, first.codec.fill_values))
     return acc.result() if acc is not None else (None, None)
+
+
+def _workers(threads: int | None) -> int:
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {threads}")
+    return threads or os.cpu_count() or 1
 
 
 def _bound(**modes: float | None) -> Bound | None:

@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--model", metavar="NAME|PATH",
                    help="model name or id prefix (see `aezip models`), or a model file path; default: the built-in model")
     g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the network runs (default auto)")
-    g.add_argument("--threads", type=int, metavar="N", help="CPU threads for the network (default: torch's)")
+    g.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads: slabs coded at once and the network's threads (default: all CPUs)")
     g.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
     g.add_argument("--quiet", action="store_true", help="no progress bars and no human-readable report")
     g.add_argument("--force", action="store_true", help="overwrite existing output files")
@@ -174,7 +175,7 @@ def _cmd_compress(a) -> dict:
 
     r = api.compress(a.input, a.output, model=a.model, ndim=a.ndim, device=a.device, key=a.key,
                      shape=a.shape, dtype=a.dtype, force=a.force, abs=a.abs, rel=a.rel, psnr=a.psnr,
-                     pw_rel=a.pw_rel, memory=a.memory)
+                     pw_rel=a.pw_rel, memory=a.memory, threads=a.threads)
     return _emit(a, r, "compressed")
 
 
@@ -182,7 +183,7 @@ def _cmd_decompress(a) -> dict:
     from . import api
 
     _, r = api.decompress(a.input, a.output, model=a.model, device=a.device, original=a.original,
-                          key=a.key, force=a.force, region=a.region)
+                          key=a.key, force=a.force, region=a.region, threads=a.threads)
     return _emit(a, r, "decompressed")
 
 
@@ -294,7 +295,7 @@ def _cmd_bench(a) -> dict:
     for out in (a.csv, a.plot):
         if out:
             fileutil.check_writable(out, a.force)  # before minutes of work, not after
-    rows = bench.run(a.inputs, rels, against, model=a.model, device=a.device)
+    rows = bench.run(a.inputs, rels, against, model=a.model, device=a.device, threads=a.threads)
     if a.csv:
         bench.write_csv(rows, a.csv, a.force)
     if a.plot:

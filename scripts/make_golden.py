@@ -58,7 +58,7 @@ def main() -> None:
 
         x = sample_field((200, 50), seed=55) * 2
         np.save(src, x)
-        rows, api.slab_rows = api.slab_rows, lambda shape, memory: 64
+        rows, api.slab_rows = api.slab_rows, lambda shape, memory, workers=1: 64
         try:
             aezip.compress(src, aez, rel=1e-3)
         finally:

@@ -25,7 +25,7 @@ def test_slabs_roundtrip_and_keep_the_bound(mode, tmp_path):
     x[17, 3], x[250, 100] = np.nan, -np.inf
     p = str(tmp_path / "s.aez")
     with pytest.MonkeyPatch.context() as m:  # slabs of 64 rows on a small array (--memory has a 1 MB floor)
-        m.setattr(api, "slab_rows", lambda shape, memory: 64)
+        m.setattr(api, "slab_rows", lambda shape, memory, workers=1: 64)
         r = aezip.compress(x, p, **mode)
     c = aezip.info(p)
     assert [e.slab for e in c.arrays] == [(0, 64), (64, 128), (128, 192), (192, 256), (256, 300)]
@@ -48,7 +48,7 @@ def test_region_decodes_only_the_slabs_it_needs(tmp_path, monkeypatch):
 
     x = sample_field((256, 90), seed=12)
     p = str(tmp_path / "r.aez")
-    monkeypatch.setattr(api, "slab_rows", lambda shape, memory: 64)
+    monkeypatch.setattr(api, "slab_rows", lambda shape, memory, workers=1: 64)
     aezip.compress(x, p, rel=1e-3)
     decoded = []
     original = coding.decode_array
@@ -75,7 +75,7 @@ def test_missing_slab_is_detected(tmp_path, monkeypatch):
 
     x = sample_field((200, 30), seed=14)
     p = str(tmp_path / "m.aez")
-    monkeypatch.setattr(api, "slab_rows", lambda shape, memory: 64)
+    monkeypatch.setattr(api, "slab_rows", lambda shape, memory, workers=1: 64)
     aezip.compress(x, p, abs=0.01)
     with h5py.File(p, "r+") as f:
         f["array_1"].attrs["slab"] = np.array([64, 120])
@@ -92,7 +92,8 @@ def test_cli_memory_and_region(tmp_path, capsys):
     src = tmp_path / "x.npy"
     np.save(src, x)
     aez = tmp_path / "x.aez"
-    assert cli.main(["compress", str(src), "-o", str(aez), "--rel", "1e-3", "--memory", "1M", "--json"]) == 0
+    assert cli.main(["compress", str(src), "-o", str(aez), "--rel", "1e-3", "--memory", "1M", "--threads", "1",
+                     "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["slabs"] == 2  # 1 MB holds 128 rows of 64 values
     out = tmp_path / "part.npy"
     assert cli.main(["decompress", str(aez), "-o", str(out), "--region", "10:20,5:64", "--quiet"]) == 0
@@ -112,7 +113,7 @@ def test_large_inputs_are_read_slab_by_slab(kind, tmp_path, monkeypatch):
 
     for module in (npy, raw, hdf5):
         monkeypatch.setattr(module, "LAZY_BYTES", 1000)
-    monkeypatch.setattr(api, "slab_rows", lambda shape, memory: 64)
+    monkeypatch.setattr(api, "slab_rows", lambda shape, memory, workers=1: 64)
     x = sample_field((150, 40), seed=16)
     if kind.startswith("npy"):
         src = tmp_path / "x.npy"
@@ -141,7 +142,7 @@ def test_large_inputs_are_read_slab_by_slab(kind, tmp_path, monkeypatch):
 def test_slabbed_arrays_stream_into_the_output(out_name, tmp_path, monkeypatch):
     import h5py
 
-    monkeypatch.setattr(api, "slab_rows", lambda shape, memory: 64)
+    monkeypatch.setattr(api, "slab_rows", lambda shape, memory, workers=1: 64)
     x = sample_field((150, 40), seed=17)
     src = tmp_path / "x.npy"
     np.save(src, x)
@@ -162,3 +163,17 @@ def test_slabbed_arrays_stream_into_the_output(out_name, tmp_path, monkeypatch):
         np.testing.assert_array_equal(np.asarray(result), x_hat)
     assert np.abs(x.astype(np.float64) - x_hat).max() <= 0.01
     assert r2.measured.mse == pytest.approx(r.mse, rel=1e-9) and r2.measured_ratio <= 1
+
+
+def test_large_arrays_get_a_slab_per_thread_and_decode_the_same_with_any_thread_count(tmp_path):
+    assert api.slab_rows((4096, 2048), 1 << 30, workers=2) == 2048
+    assert api.slab_rows((100, 100), 1 << 30, workers=2) == 100  # small: one piece
+    x = sample_field((300, 80), seed=18)
+    p = str(tmp_path / "t.aez")
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(api, "PARALLEL_VALUES", 1000)
+        r = aezip.compress(x, p, rel=1e-3, threads=2)
+    assert r.slabs == 2
+    one, _ = aezip.decompress(p, write=False, threads=1)
+    two, _ = aezip.decompress(p, write=False, threads=2)
+    np.testing.assert_array_equal(one, two)

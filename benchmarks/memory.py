@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""Peak memory and speed of compressing and decompressing an HDF5 dataset larger than --memory.
+
+    python benchmarks/memory.py [--gb 2] [--memory 1G] [--dir /tmp]
+
+Writes a smooth float32 field of the given size into an HDF5 file (slab by slab), then
+runs `aezip compress FILE:/x --rel 1e-3` and `aezip decompress ... -o out.h5` under
+`/usr/bin/time -v` and prints the peak resident memory (Maximum resident set size),
+the seconds and MB/s of each, and the compression ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import h5py
+import numpy as np
+
+
+def make_field(path: str, gb: float) -> tuple[int, ...]:
+    n = 1024
+    depth = max(1, int(gb * 2**30 / (4 * n * n)))
+    y, x = np.meshgrid(np.linspace(0, 6.28, n), np.linspace(0, 6.28, n), indexing="ij")
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("x", shape=(depth, n, n), dtype="f4")
+        for z in range(depth):
+            ds[z] = (np.sin(3 * x + 0.05 * z) * np.cos(2 * y - 0.03 * z) + 0.01 * rng.standard_normal((n, n)))
+    return (depth, n, n)
+
+
+def timed(argv: list[str]) -> tuple[float, dict, str]:
+    out = subprocess.run(["/usr/bin/time", "-v", sys.executable, "-m", "aezip", *argv],
+                         capture_output=True, text=True, check=True)
+    peak_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", out.stderr).group(1))
+    return peak_kb / 2**20, json.loads(out.stdout), out.stderr
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--gb", type=float, default=2.0)
+    ap.add_argument("--memory", default="1G")
+    ap.add_argument("--dir", default=tempfile.gettempdir())
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory(dir=a.dir) as tmp:
+        src = os.path.join(tmp, "big.h5")
+        shape = make_field(src, a.gb)
+        size = os.path.getsize(src)
+        print(f"input: {src}:/x, shape {shape}, float32, {size / 2**30:.2f} GiB on disk")
+        aez = os.path.join(tmp, "big.aez")
+        peak, r, _ = timed(["compress", f"{src}:/x", "-o", aez, "--rel", "1e-3", "--memory", a.memory, "--json",
+                            "--quiet"])
+        print(f"compress:   peak RSS {peak:.2f} GiB, {r['seconds']:.1f} s, {r['mb_per_s']:.1f} MB/s, "
+              f"ratio {r['compression_ratio']:.2f}, {r.get('slabs', 0)} slabs, max error / bound "
+              f"{r['max_error_over_bound']:.4f}")
+        peak, r, _ = timed(["decompress", aez, "-o", os.path.join(tmp, "out.h5"), "--json", "--quiet"])
+        print(f"decompress: peak RSS {peak:.2f} GiB, {r['seconds']:.1f} s, {r['mb_per_s']:.1f} MB/s")
+
+
+if __name__ == "__main__":
+    main()
