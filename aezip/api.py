@@ -22,7 +22,7 @@ from ._version import __version__
 from .codec.bounded import Bound
 from .coding import Models, decode_array, encode_array
 from . import progress
-from .container import ArrayEntry, ContainerWriter, ModelRef, SourceRef, read_container
+from .container import ArrayEntry, ContainerWriter, ModelRef, SourceRef, read_container, read_streams
 from .errors import BoundExceededError, ContainerError, UsageError
 from .fileutil import check_writable
 from .metrics import Accumulator, Quality, Report, combine, psnr, valid_mask
@@ -214,7 +214,7 @@ def decompress(path: str, output: str | None = None, *, model: str | None = None
     """
     models = Models(model, device)  # imports torch: process start-up, not decompression time
     t0 = time.perf_counter()
-    c = read_container(path)
+    c = read_container(path, streams="root")  # array streams are read entry by entry, when decoded
     file_bytes = os.path.getsize(path)
     kind = c.source.kind if c.source.kind != "array" else "npy"
     if write:
@@ -223,7 +223,7 @@ def decompress(path: str, output: str | None = None, *, model: str | None = None
         kind = aeio.output_kind(output) or kind
         check_writable(output, force)
     models.embedded = c.embedded_model
-    arrays = _group(c.arrays)
+    arrays = _group([dataclasses.replace(e, streams=_Streams(path, i)) for i, e in enumerate(c.arrays)])
     references = _references(original, [g[0] for g in arrays], key)
     whole_file = kind == "hdf5" and c.skeleton is not None and region is None
     streaming = write and len(arrays) == 1 and arrays[0][0].slab is not None and kind in aeio.STREAMABLE \
@@ -257,6 +257,21 @@ def decompress(path: str, output: str | None = None, *, model: str | None = None
             )
     result = results[0] if len(results) == 1 else {g[0].name: x for g, x in zip(arrays, results)}
     return result, report
+
+
+class _Streams(dict):
+    """An entry's streams, read from the container on first use (and not kept)."""
+
+    def __init__(self, path: str, index: int):
+        super().__init__()
+        self.path, self.index = path, index
+
+    def load(self) -> dict:
+        return read_streams(self.path, self.index)
+
+
+def _loaded(e: ArrayEntry) -> ArrayEntry:
+    return dataclasses.replace(e, streams=e.streams.load()) if isinstance(e.streams, _Streams) else e
 
 
 def _group(entries: Sequence[ArrayEntry]) -> list[list[ArrayEntry]]:
@@ -307,7 +322,7 @@ def _decode_into(entries: list[ArrayEntry], out, models: Models, refs, box: tupl
         return max(a, rows.start), min(b, rows.stop)
 
     needed = [e for e in entries if span(e)[0] < span(e)[1]]
-    for e, x_hat in zip(needed, in_order(lambda e: decode_array(e, models, refs), needed, workers)):
+    for e, x_hat in zip(needed, in_order(lambda e: decode_array(_loaded(e), models, refs), needed, workers)):
         (lo, hi), a = span(e), e.slab[0] if e.slab is not None else 0
         if e.slab is None:
             part, target, ref_rows = x_hat[box], (), box

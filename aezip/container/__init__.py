@@ -4,7 +4,7 @@ The normative description is formats/aezip-container-v1.md.
 """
 
 from .layout import FORMAT, FORMAT_VERSION, ArrayEntry, CodecParams, Container, Figures, ModelRef, SourceRef
-from .reader import read_container
+from .reader import read_container, read_streams
 from .writer import ContainerWriter, write_container
 
 __all__ = [
@@ -18,5 +18,6 @@ __all__ = [
     "ModelRef",
     "SourceRef",
     "read_container",
+    "read_streams",
     "write_container",
 ]

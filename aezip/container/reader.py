@@ -72,14 +72,33 @@ def _array(g: h5py.Group, path: str, streams: bool) -> ArrayEntry:
         raise ContainerError(f"{path}: {g.name} is invalid ({e}); the container is corrupted") from None
 
 
-def read_container(path: str, *, streams: bool = True) -> Container:
-    """Read the records (and, with ``streams``, every stream, checksums verified)."""
+def _open(path: str) -> h5py.File:
     try:
-        f = h5py.File(path, "r")
+        return h5py.File(path, "r")
     except FileNotFoundError:
         raise InputNotFoundError(f"{path} does not exist") from None
     except OSError:
         raise ContainerError(f"cannot read {path}: not an HDF5 file, or truncated; is it an .aez container?") from None
+
+
+def read_streams(path: str, index: int) -> dict[str, np.ndarray]:
+    """The streams of array entry ``index``, checksums verified: for decoding entry by
+    entry with only one entry's streams in memory (see ``read_container(streams="root")``)."""
+    try:
+        with _open(path) as f:
+            g = f.get(f"array_{index}")
+            if not isinstance(g, h5py.Group):
+                raise ContainerError(f"{path}: array group {index} is missing; the container is corrupted")
+            return {k: _stream(g, k, path) for k in g}
+    except (OSError, KeyError, RuntimeError) as e:
+        raise ContainerError(f"cannot read {path}: {e}; the container is truncated or corrupted") from None
+
+
+def read_container(path: str, *, streams: bool | str = True) -> Container:
+    """Read the records, and the streams: all of them (True), none (False), or only the
+    root's skeleton and model ("root"; array streams then come from :func:`read_streams`)."""
+    f = _open(path)
+    arrays, root = streams is True, streams in (True, "root")
     try:
         with f:
             version = check_format(f, path)
@@ -92,9 +111,9 @@ def read_container(path: str, *, streams: bool = True) -> Container:
                 writer=_text(f.attrs, "writer", path),
                 source=SourceRef.parse(_text(f.attrs, "source", path)),
                 models=ModelRef.parse_list(_text(f.attrs, "models", path)) if "models" in f.attrs else (),
-                arrays=tuple(_array(f[g], path, streams) for g in groups),
-                skeleton=_stream(f, "skeleton", path).tobytes() if streams and "skeleton" in f else None,
-                embedded_model=_stream(f, "model", path).tobytes() if streams and "model" in f else None,
+                arrays=tuple(_array(f[g], path, arrays) for g in groups),
+                skeleton=_stream(f, "skeleton", path).tobytes() if root and "skeleton" in f else None,
+                embedded_model=_stream(f, "model", path).tobytes() if root and "model" in f else None,
             )
     except (OSError, KeyError, RuntimeError) as e:
         raise ContainerError(f"cannot read {path}: {e}; the container is truncated or corrupted") from None
