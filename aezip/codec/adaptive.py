@@ -56,6 +56,14 @@ class _Counts:
         self.escapes //= 2
 
 
+def _by_context(contexts: np.ndarray, n_contexts: int) -> tuple[np.ndarray, np.ndarray]:
+    """The order that groups symbols by context (stable: C order within a context) and
+    where each context's group starts and ends."""
+    order = np.argsort(contexts, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(contexts, minlength=n_contexts))])
+    return order, bounds
+
+
 def radius_of(codes: np.ndarray) -> int:
     """The table's reach: every code if they are small, else 99.9 % of them."""
     magnitude = np.abs(codes.astype(np.int64))
@@ -80,10 +88,12 @@ def encode(steps: Sequence[tuple[np.ndarray, np.ndarray]], n_contexts: int) -> t
         v = codes.astype(np.int64) + r
         outside = (v < 0) | (v > k - 2)
         symbols = np.where(outside, k - 1, v).astype(np.int32)
+        order, bounds = _by_context(contexts, n_contexts)  # one sort instead of a scan per context
+        symbols, codes, outside = symbols[order], codes[order], outside[order]
         for ctx, cnt in enumerate(counts):
-            sel = contexts == ctx
-            escaped.append(codes[sel & outside])
-            part = symbols[sel]
+            lo_c, hi_c = bounds[ctx], bounds[ctx + 1]
+            escaped.append(codes[lo_c:hi_c][outside[lo_c:hi_c]])
+            part = symbols[lo_c:hi_c]
             for lo, hi in _chunks(part.size):
                 coder.encode(part[lo:hi], cnt.model(r))
                 cnt.add(part[lo:hi], r)
@@ -111,10 +121,11 @@ class Decoder:
             raise ContainerError("the residual stream has fewer steps than the array needs; the container is corrupted")
         r = self.radii[step]
         k = 2 * r + 2
-        codes = np.empty(contexts.size, np.int64)
+        order, bounds = _by_context(contexts, len(self.counts))
+        sorted_codes = np.empty(contexts.size, np.int64)
         for ctx, cnt in enumerate(self.counts):
-            sel = contexts == ctx
-            part = np.empty(int(sel.sum()), np.int32)
+            lo_c, hi_c = bounds[ctx], bounds[ctx + 1]
+            part = np.empty(hi_c - lo_c, np.int32)
             for lo, hi in _chunks(part.size):
                 part[lo:hi] = self.decoder.decode(cnt.model(r), hi - lo)
                 cnt.add(part[lo:hi], r)
@@ -126,7 +137,9 @@ class Decoder:
                 raise ContainerError("the residual stream needs more escaped codes than stored; the container is corrupted")
             values[outside] = self.escaped[self.used : self.used + m]
             self.used += m
-            codes[sel] = values
+            sorted_codes[lo_c:hi_c] = values
+        codes = np.empty(contexts.size, np.int64)
+        codes[order] = sorted_codes
         return codes.astype(np.int32)
 
     def finish(self) -> None:

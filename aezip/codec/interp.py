@@ -54,11 +54,12 @@ def _targets(shape, s: int, axis: int) -> tuple[slice, ...]:
 def predict(x_hat: np.ndarray, s: int, axis: int, cubic: bool = True) -> np.ndarray:
     """Interpolate the targets of pass (s, axis) from reconstructed ``x_hat``: cubic where
     four neighbours exist (unless ``cubic`` is False), linear where two, else the left one."""
-    return predictions(x_hat, s, axis)[1 if cubic else 0]
+    return predictions(x_hat, s, axis, cubic)[1 if cubic else 0]
 
 
-def predictions(x_hat: np.ndarray, s: int, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """The linear and the cubic prediction of the targets of pass (s, axis)."""
+def predictions(x_hat: np.ndarray, s: int, axis: int, cubic: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The linear and (unless ``cubic`` is False: then the linear again) the cubic
+    prediction of the targets of pass (s, axis)."""
     n = x_hat.shape[axis]
     idx = list(_targets(x_hat.shape, s, axis))
 
@@ -83,7 +84,7 @@ def predictions(x_hat: np.ndarray, s: int, axis: int) -> tuple[np.ndarray, np.nd
     p[tuple(slice(0, n_right) if a == axis else slice(None) for a in range(x_hat.ndim))] = lin
     # cubic where ±s and ±3s exist: targets j with 1 <= j and j + 1 < number having +3s
     p_cubic = p
-    if m >= 3:
+    if cubic and m >= 3:
         far_left, far_right = take(-3), take(3)  # far_left exists for targets j >= 1
         n_far_right = far_right.shape[axis]  # targets j < n_far_right have +3s
         lo, hi = 1, min(n_far_right, n_right)
