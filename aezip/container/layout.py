@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import ClassVar
 
 import numpy as np
 
@@ -37,6 +38,16 @@ def _from_json(cls, text: str | bytes, what: str):
         raise ContainerError(f"the {what} record is incomplete or invalid ({e}); the container is corrupted") from None
 
 
+class _Record:
+    """A JSON record of the container; ``parse`` reads one, named ``WHAT`` in errors."""
+
+    WHAT: ClassVar[str] = "record"
+
+    @classmethod
+    def parse(cls, text):
+        return _from_json(cls, text, cls.WHAT)
+
+
 def _lean(record) -> dict:
     """The record's fields, less those at their default value (readers fill defaults back)."""
     d = asdict(record)
@@ -54,8 +65,10 @@ def to_json(record) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ModelRef:
+class ModelRef(_Record):
     """The model the latents were coded with: identity, name and configuration."""
+
+    WHAT: ClassVar[str] = "model"
 
     id: str
     name: str
@@ -73,12 +86,14 @@ class ModelRef:
             raise ContainerError("the models record is not valid JSON; the container is corrupted") from None
         if not isinstance(items, list):
             raise ContainerError("the models record is not a JSON list; the container is corrupted")
-        return tuple(_from_json(cls, json.dumps(d), "model") for d in items)
+        return tuple(cls.parse(json.dumps(d)) for d in items)
 
 
 @dataclass(frozen=True, kw_only=True)
-class SourceRef:
+class SourceRef(_Record):
     """What the arrays were read from: ``kind`` (npy, npz, hdf5, raw, array) and the file's base name."""
+
+    WHAT: ClassVar[str] = "source"
 
     kind: str
     name: str = ""
@@ -87,13 +102,10 @@ class SourceRef:
         if self.kind not in ("npy", "npz", "hdf5", "raw", "array"):
             raise ValueError(f"unknown source kind {self.kind!r}")
 
-    @classmethod
-    def parse(cls, text) -> SourceRef:
-        return _from_json(cls, text, "source")
 
 
 @dataclass(frozen=True, kw_only=True)
-class CodecParams:
+class CodecParams(_Record):
     """How one array was coded (keys at their default value are left out of the JSON).
 
     storage "latent": x_n = (x - offset) / scale was cut into tiles of edge ``tile`` over the
@@ -112,6 +124,8 @@ class CodecParams:
     the stream's last ``escapes`` int32 values are the escaped latents;
     ``model`` indexes the container's model list (-1: no model).
     """
+
+    WHAT: ClassVar[str] = "codec"
 
     storage: str
     ndim: int = 0
@@ -145,13 +159,10 @@ class CodecParams:
         if self.storage == "bounded" and (self.mode not in ("abs", "rel", "psnr", "pw_rel") or self.bound < 0):
             raise ValueError(f"bounded storage with mode {self.mode!r} and bound {self.bound}")
 
-    @classmethod
-    def parse(cls, text) -> CodecParams:
-        return _from_json(cls, text, "codec")
 
 
 @dataclass(frozen=True, kw_only=True)
-class Figures:
+class Figures(_Record):
     """Measured at compress time, in float64 against the input. ``psnr`` is None when exact.
 
     ``bound`` is the promised max error (None in the plain learned mode: there the
@@ -161,6 +172,8 @@ class Figures:
     are restored exactly and left out).
     ``coded_bytes`` counts this array's streams.
     """
+
+    WHAT: ClassVar[str] = "figures"
 
     original_bytes: int
     coded_bytes: int
@@ -174,9 +187,6 @@ class Figures:
     max_error_ratio: float | None = None
     invalid_values: int = 0
 
-    @classmethod
-    def parse(cls, text) -> Figures:
-        return _from_json(cls, text, "figures")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -234,3 +244,4 @@ class Container:
     skeleton: bytes | None = None
     embedded_model: bytes | None = None
     format_version: int = FORMAT_VERSION
+
