@@ -54,15 +54,15 @@ def main() -> None:
         print(name, x.shape, x.dtype, mode)
     src, aez = os.path.join(folder, "slabs-rel.npy"), os.path.join(folder, "slabs-rel.aez")
     if not os.path.exists(aez):  # an array in slabs of 64 rows (normally only above --memory)
-        from aezip import api
+        from aezip import slabs
 
         x = sample_field((200, 50), seed=55) * 2
         np.save(src, x)
-        rows, api.slab_rows = api.slab_rows, lambda shape, memory, workers=1: 64
+        rows, slabs.slab_rows = slabs.slab_rows, lambda shape, memory, workers=1: 64
         try:
             aezip.compress(src, aez, rel=1e-3)
         finally:
-            api.slab_rows = rows
+            slabs.slab_rows = rows
         print("slabs-rel", x.shape)
     src = os.path.join(folder, "several.npz")
     if not os.path.exists(os.path.join(folder, "several.aez")):

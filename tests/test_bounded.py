@@ -1,6 +1,5 @@
 """Error-bounded modes: the bound holds on every value, whatever the data and the machine."""
 
-import math
 
 import numpy as np
 import pytest

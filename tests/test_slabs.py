@@ -6,17 +6,17 @@ import pytest
 import aezip
 import aezip.io
 import aezip.io.stream
-from aezip import api
+from aezip import slabs
 from aezip.codec.sample import sample_field
 
 MB = 1 << 20
 
 
 def test_slab_rows_follow_the_memory_budget():
-    assert api.slab_rows((100, 50), 1 << 30) == 100  # fits: one piece
-    rows = api.slab_rows((100000, 1000), 256 * MB)
-    assert rows * 1000 * api.CODING_BYTES_PER_VALUE <= 256 * MB and rows % 64 == 0
-    assert api.slab_rows((10, 10**7), MB) == 1  # at least one row
+    assert slabs.slab_rows((100, 50), 1 << 30) == 100  # fits: one piece
+    rows = slabs.slab_rows((100000, 1000), 256 * MB)
+    assert rows * 1000 * slabs.CODING_BYTES_PER_VALUE <= 256 * MB and rows % 64 == 0
+    assert slabs.slab_rows((10, 10**7), MB) == 1  # at least one row
 
 
 @pytest.mark.parametrize("mode", [{"rel": 1e-3}, {"abs": 0.05}, {}])
@@ -25,7 +25,7 @@ def test_slabs_roundtrip_and_keep_the_bound(mode, tmp_path):
     x[17, 3], x[250, 100] = np.nan, -np.inf
     p = str(tmp_path / "s.aez")
     with pytest.MonkeyPatch.context() as m:  # slabs of 64 rows on a small array (--memory has a 1 MB floor)
-        m.setattr(api, "slab_rows", lambda shape, memory, workers=1: 64)
+        m.setattr(slabs, "slab_rows", lambda shape, memory, workers=1: 64)
         r = aezip.compress(x, p, **mode)
     c = aezip.info(p)
     assert [e.slab for e in c.arrays] == [(0, 64), (64, 128), (128, 192), (192, 256), (256, 300)]
@@ -48,11 +48,11 @@ def test_region_decodes_only_the_slabs_it_needs(tmp_path, monkeypatch):
 
     x = sample_field((256, 90), seed=12)
     p = str(tmp_path / "r.aez")
-    monkeypatch.setattr(api, "slab_rows", lambda shape, memory, workers=1: 64)
+    monkeypatch.setattr(slabs, "slab_rows", lambda shape, memory, workers=1: 64)
     aezip.compress(x, p, rel=1e-3)
     decoded = []
     original = coding.decode_array
-    monkeypatch.setattr(api, "decode_array", lambda e, *a: decoded.append(e.slab) or original(e, *a))
+    monkeypatch.setattr(slabs, "decode_array", lambda e, *a: decoded.append(e.slab) or original(e, *a))
     part, r = aezip.decompress(p, write=False, region=[(70, 120), (10, 30)], original=x)
     assert decoded == [(64, 128)]
     full, _ = aezip.decompress(p, write=False)
@@ -75,7 +75,7 @@ def test_missing_slab_is_detected(tmp_path, monkeypatch):
 
     x = sample_field((200, 30), seed=14)
     p = str(tmp_path / "m.aez")
-    monkeypatch.setattr(api, "slab_rows", lambda shape, memory, workers=1: 64)
+    monkeypatch.setattr(slabs, "slab_rows", lambda shape, memory, workers=1: 64)
     aezip.compress(x, p, abs=0.01)
     with h5py.File(p, "r+") as f:
         f["array_1"].attrs["slab"] = np.array([64, 120])
@@ -113,7 +113,7 @@ def test_large_inputs_are_read_slab_by_slab(kind, tmp_path, monkeypatch):
 
     for module in (npy, raw, hdf5):
         monkeypatch.setattr(module, "LAZY_BYTES", 1000)
-    monkeypatch.setattr(api, "slab_rows", lambda shape, memory, workers=1: 64)
+    monkeypatch.setattr(slabs, "slab_rows", lambda shape, memory, workers=1: 64)
     x = sample_field((150, 40), seed=16)
     if kind.startswith("npy"):
         src = tmp_path / "x.npy"
@@ -142,7 +142,7 @@ def test_large_inputs_are_read_slab_by_slab(kind, tmp_path, monkeypatch):
 def test_slabbed_arrays_stream_into_the_output(out_name, tmp_path, monkeypatch):
     import h5py
 
-    monkeypatch.setattr(api, "slab_rows", lambda shape, memory, workers=1: 64)
+    monkeypatch.setattr(slabs, "slab_rows", lambda shape, memory, workers=1: 64)
     x = sample_field((150, 40), seed=17)
     src = tmp_path / "x.npy"
     np.save(src, x)
@@ -166,12 +166,12 @@ def test_slabbed_arrays_stream_into_the_output(out_name, tmp_path, monkeypatch):
 
 
 def test_large_arrays_get_a_slab_per_thread_and_decode_the_same_with_any_thread_count(tmp_path):
-    assert api.slab_rows((4096, 2048), 1 << 30, workers=2) == 2048
-    assert api.slab_rows((100, 100), 1 << 30, workers=2) == 100  # small: one piece
+    assert slabs.slab_rows((4096, 2048), 1 << 30, workers=2) == 2048
+    assert slabs.slab_rows((100, 100), 1 << 30, workers=2) == 100  # small: one piece
     x = sample_field((300, 80), seed=18)
     p = str(tmp_path / "t.aez")
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(api, "PARALLEL_VALUES", 1000)
+        m.setattr(slabs, "PARALLEL_VALUES", 1000)
         r = aezip.compress(x, p, rel=1e-3, threads=2)
     assert r.slabs == 2
     one, _ = aezip.decompress(p, write=False, threads=1)

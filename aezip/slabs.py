@@ -1,0 +1,168 @@
+"""Arrays in slabs along axis 0: how thick, coded and decoded a few at a time, reassembled.
+
+A slab is an independent container entry (formats/aezip-container-v1.md §3, ``slab``).
+Slabs bound the memory of coding (``--memory``), let large arrays use every thread, and
+let decompress decode only the slabs a region needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from . import io as aeio
+from . import progress
+from .codec.bounded import Bound
+from .coding import Models, decode_array, encode_array
+from .container import ArrayEntry, read_streams
+from .errors import ContainerError, UsageError
+from .metrics import Accumulator, valid_mask
+
+DEFAULT_MEMORY = 1 << 30  # bytes: what coding one slab may use (--memory)
+CODING_BYTES_PER_VALUE = 96  # peak working memory of the coders per value of a slab
+PARALLEL_VALUES = 1 << 22  # arrays with more values get at least one slab per thread
+
+
+def slab_rows(shape: tuple[int, ...], memory: int, workers: int = 1) -> int:
+    """Rows along axis 0 per slab: ``workers`` slabs coded at once stay within ``memory``
+    bytes, and a large array gets at least one slab per worker."""
+    row_values = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
+    n = shape[0]
+    rows = max(1, memory // (max(1, workers) * CODING_BYTES_PER_VALUE * row_values))
+    rows = rows - rows % 64 if rows >= 128 else rows  # whole tiles and interpolation grids where possible
+    if workers > 1 and n * row_values > PARALLEL_VALUES:
+        share = -(-n // workers)
+        rows = min(rows, share + (-share % 64) if share >= 128 else share)
+    return min(rows, n)
+
+
+def in_order(func, items, workers: int):
+    """``map(func, items)`` on ``workers`` threads (numpy and the coders release the GIL),
+    results in order, at most ``workers`` items in flight (so at most that many slabs in memory)."""
+    if workers <= 1:
+        yield from map(func, items)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(func, item))
+            if len(pending) >= workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def encode_field(fld, models: Models, ndim: int | None, bound: Bound | None, memory: int, workers: int):
+    """The container entries of one field: the whole array, or its slabs along axis 0."""
+    x = fld.x
+    byteorder = ">" if fld.byteorder == ">" else "<"
+    rows = slab_rows(x.shape, memory, workers) if x.ndim >= 1 and x.shape[0] > 1 else 1
+    if x.ndim == 0 or rows >= x.shape[0]:
+        yield encode_array(aeio.load(x), fld.name, models, ndim, bound=bound, order=fld.order, byteorder=byteorder,
+                           fill_values=fld.fill_values)[0]
+        return
+    starts = range(0, x.shape[0], rows)
+    lo, hi = np.inf, -np.inf
+    for a in starts:  # the value range of the whole array, a slab at a time
+        part = aeio.load(x, slice(a, a + rows))
+        v = part[valid_mask(part, fld.fill_values)]
+        if v.size:
+            lo, hi = min(lo, float(v.min())), max(hi, float(v.max()))
+    vrange = hi - lo if hi >= lo else 0.0
+
+    def code(a: int) -> ArrayEntry:
+        b = min(a + rows, x.shape[0])
+        return encode_array(aeio.load(x, slice(a, b)), fld.name, models, ndim, bound=bound, order=fld.order,
+                            byteorder=byteorder, fill_values=fld.fill_values, vrange=vrange,
+                            full_shape=tuple(x.shape), slab=(a, b))[0]
+
+    yield from in_order(code, progress_slabs(starts, fld.name), workers)
+
+
+def progress_slabs(starts: range, name: str):
+    with progress.bar(len(starts), f"slabs {name}".strip(), unit="slab") as advance:
+        for a in starts:
+            yield a
+            advance(1)
+
+
+class LazyStreams(dict):
+    """An entry's streams, read from the container on first use (and not kept)."""
+
+    def __init__(self, path: str, index: int):
+        super().__init__()
+        self.path, self.index = path, index
+
+    def load(self) -> dict:
+        return read_streams(self.path, self.index)
+
+
+def _loaded(e: ArrayEntry) -> ArrayEntry:
+    return dataclasses.replace(e, streams=e.streams.load()) if isinstance(e.streams, LazyStreams) else e
+
+
+def group(entries: Sequence[ArrayEntry]) -> list[list[ArrayEntry]]:
+    """Entries per array, in order: one entry, or the slabs of one array sorted by start."""
+    groups: dict[str, list[ArrayEntry]] = {}
+    for e in entries:
+        groups.setdefault(e.name, []).append(e)
+    out = []
+    for g in groups.values():
+        if len(g) > 1 or g[0].slab is not None:
+            g = sorted(g, key=lambda e: e.slab[0] if e.slab else -1)
+            starts = [e.slab for e in g]
+            n = g[0].shape[0]
+            if None in starts or starts[0][0] != 0 or starts[-1][1] != n or any(
+                    a[1] != b[0] for a, b in zip(starts, starts[1:])) or any(e.shape != g[0].shape for e in g):
+                raise ContainerError(f"array {g[0].name!r}: its slabs do not tile it; the container is corrupted")
+        out.append(g)
+    return out
+
+
+def region_box(shape: tuple[int, ...], region: Sequence[tuple[int, int]] | None) -> tuple[slice, ...]:
+    if region is None:
+        return tuple(slice(0, n) for n in shape)
+    if len(region) != len(shape) or any(not 0 <= a < b <= n for (a, b), n in zip(region, shape)):
+        raise UsageError(f"--region {region_text(region)} does not fit shape {'x'.join(map(str, shape))}: give one "
+                         "START:STOP per axis with 0 <= START < STOP <= extent")
+    return tuple(slice(a, b) for a, b in region)
+
+
+def region_text(region: Sequence[tuple[int, int]]) -> str:
+    return ",".join(f"{a}:{b}" for a, b in region)
+
+
+def decode_into(entries: list[ArrayEntry], out, models: Models, refs, box: tuple[slice, ...], ref,
+                 workers: int = 1):
+    """Decode an array's part ``box`` into ``out``, slab by slab (a slab outside the box is
+    never decoded; ``workers`` slabs at once), measuring against ``ref`` (the whole
+    reference array, possibly lazy)."""
+    first = entries[0]
+    if ref is not None and tuple(ref.shape) != tuple(first.shape):
+        raise UsageError(f"--original {first.name or 'array'} has shape {tuple(ref.shape)}, the container "
+                         f"{tuple(first.shape)}")
+    acc = Accumulator(first.figures.bound, first.figures.bound_kind) if ref is not None else None
+    rows = box[0] if box else slice(0, 1)
+
+    def span(e: ArrayEntry) -> tuple[int, int]:
+        a, b = e.slab if e.slab is not None else (rows.start, rows.stop)
+        return max(a, rows.start), min(b, rows.stop)
+
+    needed = [e for e in entries if span(e)[0] < span(e)[1]]
+    for e, x_hat in zip(needed, in_order(lambda e: decode_array(_loaded(e), models, refs), needed, workers)):
+        (lo, hi), a = span(e), e.slab[0] if e.slab is not None else 0
+        if e.slab is None:
+            part, target, ref_rows = x_hat[box], (), box
+        else:
+            part = x_hat[(slice(lo - a, hi - a),) + box[1:]]
+            target, ref_rows = (slice(lo - rows.start, hi - rows.start),), (slice(lo, hi),) + box[1:]
+        out[target] = part
+        if acc is not None:
+            x = aeio.load(ref, ref_rows[0] if ref_rows else None)[(slice(None),) + tuple(ref_rows[1:])] \
+                if ref_rows else aeio.load(ref)
+            acc.add(x, part, valid_mask(x, first.codec.fill_values))
+    return acc.result() if acc is not None else (None, None)
