@@ -77,14 +77,14 @@ def check_dtype(x: np.ndarray, name: str) -> None:
         raise UnsupportedDataError(f"{what} holds integers beyond 2**53, which aezip cannot code exactly")
 
 
-def spatial_ndim(x: np.ndarray, ndim: int | None) -> int:
+def spatial_ndim(shape: tuple[int, ...], ndim: int | None) -> int:
     """Trailing axes that are spatial: ``ndim`` if given, else all axes up to 3."""
     if ndim is None:
-        return min(x.ndim, 3)
+        return min(len(shape), 3)
     if ndim not in (1, 2, 3):
         raise UsageError(f"--ndim must be 1, 2 or 3, got {ndim}")
-    if ndim > x.ndim:
-        raise UsageError(f"--ndim {ndim} but the array has only {x.ndim} axes (shape {x.shape})")
+    if ndim > len(shape):
+        raise UsageError(f"--ndim {ndim} but the array has only {len(shape)} axes (shape {shape})")
     return ndim
 
 
@@ -237,9 +237,9 @@ def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bou
         streams["exact"] = res.exact
     if "latents" in extra:
         streams["latents"] = extra["latents"]
-    if sum(s.nbytes for s in streams.values()) >= x.nbytes:
-        return _raw(x) + (None,)
     figure_bound = bound.value if bound.mode == "pw_rel" else e
+    if sum(s.nbytes for s in streams.values()) >= x.nbytes:  # never worse than raw (exact)
+        return _raw(x) + (figure_bound,)
     return codec, streams, x_hat, figure_bound
 
 
@@ -257,7 +257,7 @@ def encode_array(x: np.ndarray, name: str, models: Models | None, ndim: int | No
     relative to the whole array)."""
     t0 = time.perf_counter()
     check_dtype(x, name)
-    d = spatial_ndim(x if full_shape is None else np.empty(full_shape, np.uint8), ndim)
+    d = spatial_ndim(tuple(x.shape if full_shape is None else full_shape), ndim)
     if x.dtype.kind in "iu" and bound is None:
         bound = bounded.Bound(mode="abs", value=0)  # integers: lossless unless a bound is given
     valid = valid_mask(x, fill_values)
