@@ -46,7 +46,7 @@ def test_interp_decoder_repeats_the_encoder_bit_for_bit(shape, seed, log_e):
         np.testing.assert_array_equal(contexts, coded.contexts[step])  # the decoder sees the same contexts
         return coded.codes[step], coded.exact[step]
 
-    np.testing.assert_array_equal(interp.decode(read, shape, 10.0**log_e, coded.levels, coded.linear), r_hat)
+    np.testing.assert_array_equal(interp.decode(read, shape, 10.0**log_e, coded.levels, coded.predictors), r_hat)
     assert np.all(np.abs(x - r_hat) <= 10.0**log_e)
 
 

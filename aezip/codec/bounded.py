@@ -78,7 +78,7 @@ class Residual:
     escapes: int
     radii: list[int]
     levels: int
-    linear: list[int]  # per step: 1 where the interpolation was linear
+    predictors: list[int]  # per step: interp.CUBIC, LINEAR or MEAN
     exact: np.ndarray  # float64, values stored exactly, in visiting order
 
 
@@ -88,7 +88,7 @@ def encode(x: np.ndarray, e: float, *, dtype, integer: bool, base: np.ndarray | 
     coded, r_hat = interp.encode(x, e, base=base, dtype=dtype, margin=margin, integer=integer)
     data, n_esc, radii = adaptive.encode(list(zip(coded.codes, coded.contexts)), interp.CONTEXTS)
     exact = np.concatenate(coded.exact) if coded.exact else np.zeros(0)
-    res = Residual(stream=data, escapes=n_esc, radii=radii, levels=coded.levels, linear=coded.linear,
+    res = Residual(stream=data, escapes=n_esc, radii=radii, levels=coded.levels, predictors=coded.predictors,
                    exact=exact.astype(np.float64))
     return res, (r_hat if base is None else base + r_hat)
 
@@ -107,9 +107,9 @@ def decode(res: Residual, shape: tuple[int, ...], e: float, *, integer: bool,
         used += n
         return codes, res.exact[used - n : used]
 
-    if len(res.linear) != len(res.radii):
+    if len(res.predictors) != len(res.radii) or not set(res.predictors) <= {interp.CUBIC, interp.LINEAR, interp.MEAN}:
         raise ContainerError("the residual record lists steps inconsistently; the container is corrupted")
-    r_hat = interp.decode(read, shape, e, res.levels, res.linear, integer=integer)
+    r_hat = interp.decode(read, shape, e, res.levels, res.predictors, integer=integer)
     decoder.finish()
     if used != res.exact.size:
         raise ContainerError("exactly stored values left over; the container is corrupted")

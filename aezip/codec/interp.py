@@ -4,7 +4,9 @@ The field is visited coarse to fine, as in SZ3's interpolation predictor: first 
 anchor grid (every ``S``-th point along each axis, ``S = 2**levels``), then for each
 stride ``s = S/2, S/4, ..., 1`` one pass per axis that fills the points at odd
 multiples of ``s`` along that axis from their already reconstructed neighbours at
-``±s`` (cubic when four neighbours exist, linear when two, the nearest otherwise).
+``±s`` (cubic when four neighbours exist, linear when two, the nearest otherwise), or,
+chosen per pass, linear only, or the mean of all known neighbours in the planes of the
+earlier axes (less sensitive to the neighbours' quantization noise at loose bounds).
 
 Every prediction ``p`` uses reconstructed values only, so the decoder repeats it
 exactly; the residual is quantized with step ``2E`` in float64,
@@ -140,17 +142,41 @@ def _pair(f: np.ndarray, s: int, axis: int, op) -> np.ndarray:
     return op(left, right)
 
 
+CUBIC, LINEAR, MEAN = 0, 1, 2  # the predictors a step may use
+
+
+def neighbour_mean(x_hat: np.ndarray, s: int, axis: int) -> np.ndarray:
+    """Mean of the known neighbours of the targets of pass (s, axis): at ±s along the axis,
+    and at (±s, ±s) in the plane of the axis with each earlier axis b, summed in that order
+    (b ascending; -s before +s, b's offset before the axis's), those outside the array left out."""
+    t = _targets(x_hat.shape, s, axis)
+    grids = [np.arange(*sl.indices(n)) for sl, n in zip(t, x_hat.shape)]
+    offsets = [{axis: -s}, {axis: s}] + [{b: db, axis: da} for b in range(axis) for db in (-s, s) for da in (-s, s)]
+    total = np.zeros(x_hat[t].shape)
+    count = np.zeros(x_hat[t].shape)
+    for off in offsets:
+        pos = [g + off.get(a, 0) for a, g in enumerate(grids)]
+        inside = [(p >= 0) & (p < n) for p, n in zip(pos, x_hat.shape)]
+        values = x_hat[np.ix_(*[np.clip(p, 0, n - 1) for p, n in zip(pos, x_hat.shape)])]
+        ok = np.ones(total.shape, bool)
+        for a, o in enumerate(inside):
+            ok &= o.reshape([-1 if i == a else 1 for i in range(x_hat.ndim)])
+        total = np.where(ok, total + values, total)
+        count += ok
+    return total / count
+
+
 @dataclass(frozen=True, kw_only=True)
 class Coded:
     """Output of :func:`encode`, per step (the anchors, then each pass): int32 codes
     (``ESCAPE`` where the value is stored exactly), their coding contexts, the exactly
-    stored values, and whether the step interpolated linearly rather than cubically."""
+    stored values, and the predictor each step used (CUBIC, LINEAR or MEAN)."""
 
     codes: list[np.ndarray]
     contexts: list[np.ndarray]
     exact: list[np.ndarray]
     levels: int
-    linear: list[int]
+    predictors: list[int]
 
 
 def _steps(shape: tuple[int, ...], levels: int) -> Iterator[tuple[tuple[slice, ...], tuple[int, int] | None]]:
@@ -161,8 +187,12 @@ def _steps(shape: tuple[int, ...], levels: int) -> Iterator[tuple[tuple[slice, .
 
 
 def _prediction(x_hat: np.ndarray, t: tuple[slice, ...], step: tuple[int, int] | None,
-                linear: bool = False) -> np.ndarray:
-    return np.zeros(x_hat[t].shape) if step is None else predict(x_hat, *step, cubic=not linear)
+                predictor: int = CUBIC) -> np.ndarray:
+    if step is None:
+        return np.zeros(x_hat[t].shape)
+    if predictor == MEAN:
+        return neighbour_mean(x_hat, *step)
+    return predict(x_hat, *step, cubic=predictor == CUBIC)
 
 
 def _cost(q: np.ndarray) -> float:
@@ -191,11 +221,13 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
     q_mag = np.zeros(r.shape, np.int32)
     step = 2.0 * e + 1.0 if integer else 2.0 * e
     cast = np.dtype(dtype)
-    codes, contexts, exact, linear = [], [], [], []
+    codes, contexts, exact, predictors = [], [], [], []
     for t, pas in _steps(x.shape, levels):
         target = r[t]
         contexts.append(_context(r_hat, q_mag, t, pas, step))
         candidates = [np.zeros(target.shape)] if pas is None else list(predictions(r_hat, *pas))[::-1]
+        if pas is not None and pas[1] > 0:
+            candidates.append(neighbour_mean(r_hat, *pas))  # CUBIC, LINEAR, MEAN
         if integer:
             candidates = [np.rint(p) for p in candidates]
         # at loose bounds the quantization noise of the neighbours favours linear
@@ -204,7 +236,7 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
         sample = target.reshape(-1)[::k]
         costs = [_cost(np.rint((sample - p.reshape(-1)[::k]) / step)) for p in candidates]
         choice = int(np.argmin(costs))
-        linear.append(choice)
+        predictors.append(choice)
         p = candidates[choice]
         q = np.rint((target - p) / step)
         ok = np.abs(q) <= QMAX
@@ -218,7 +250,7 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
         q_mag[t] = _magnitude(np.where(ok, q, ESCAPE).astype(np.int32))
         codes.append(np.where(ok, q, ESCAPE).astype(np.int32).reshape(-1))
         exact.append(target[~ok])
-    return Coded(codes=codes, contexts=contexts, exact=exact, levels=levels, linear=linear), r_hat
+    return Coded(codes=codes, contexts=contexts, exact=exact, levels=levels, predictors=predictors), r_hat
 
 
 def _context(r_hat: np.ndarray, q_mag: np.ndarray, t, pas, step: float) -> np.ndarray:
@@ -232,7 +264,7 @@ def _magnitude(codes: np.ndarray) -> np.ndarray:
 
 
 def decode(read: Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray]], shape: tuple[int, ...], e: float,
-           levels: int, linear: Sequence[int], *, integer: bool = False) -> np.ndarray:
+           levels: int, predictors: Sequence[int], *, integer: bool = False) -> np.ndarray:
     """Rebuild r_hat step by step; ``read(step, contexts)`` returns that step's codes and
     exact values (the contexts come from what is already rebuilt). Bit-identical to what
     :func:`encode` returned."""
@@ -240,7 +272,7 @@ def decode(read: Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray]], sha
     q_mag = np.zeros(shape, np.int32)
     step = 2.0 * e + 1.0 if integer else 2.0 * e
     for i, (t, pas) in enumerate(_steps(shape, levels)):
-        p = _prediction(r_hat, t, pas, linear=bool(linear[i]) if i < len(linear) else False)
+        p = _prediction(r_hat, t, pas, predictors[i])
         if integer:
             p = np.rint(p)
         c, ex = read(i, _context(r_hat, q_mag, t, pas, step))

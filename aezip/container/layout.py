@@ -140,7 +140,7 @@ class CodecParams(_Record):
     bound: float = 0.0
     levels: int = 0
     radii: list = field(default_factory=list)
-    linear: list = field(default_factory=list)
+    predictors: list = field(default_factory=list)
     residual_escapes: int = 0
     base: str = "none"
     margin: float = 0.0
