@@ -147,11 +147,15 @@ CUBIC, LINEAR, MEAN = 0, 1, 2  # the predictors a step may use
 
 def neighbour_mean(x_hat: np.ndarray, s: int, axis: int) -> np.ndarray:
     """Mean of the known neighbours of the targets of pass (s, axis): at ±s along the axis,
-    and at (±s, ±s) in the plane of the axis with each earlier axis b, summed in that order
-    (b ascending; -s before +s, b's offset before the axis's), those outside the array left out."""
+    and in the plane of the axis with each other axis b, at ±s along b (an earlier axis,
+    already filled at stride s) or ±2s (a later one) and ±s along the axis; summed in that
+    order (b ascending; minus before plus, b's offset before the axis's), those outside the
+    array left out."""
     t = _targets(x_hat.shape, s, axis)
     grids = [np.arange(*sl.indices(n)) for sl, n in zip(t, x_hat.shape)]
-    offsets = [{axis: -s}, {axis: s}] + [{b: db, axis: da} for b in range(axis) for db in (-s, s) for da in (-s, s)]
+    offsets = [{axis: -s}, {axis: s}] + [
+        {b: db, axis: da} for b in range(x_hat.ndim) if b != axis
+        for db in ((-s, s) if b < axis else (-2 * s, 2 * s)) for da in (-s, s)]
     total = np.zeros(x_hat[t].shape)
     count = np.zeros(x_hat[t].shape)
     for off in offsets:
@@ -226,7 +230,7 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
         target = r[t]
         contexts.append(_context(r_hat, q_mag, t, pas, step))
         candidates = [np.zeros(target.shape)] if pas is None else list(predictions(r_hat, *pas))[::-1]
-        if pas is not None and pas[1] > 0:
+        if pas is not None and x.ndim > 1:
             candidates.append(neighbour_mean(r_hat, *pas))  # CUBIC, LINEAR, MEAN
         if integer:
             candidates = [np.rint(p) for p in candidates]
