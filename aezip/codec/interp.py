@@ -152,21 +152,23 @@ def neighbour_mean(x_hat: np.ndarray, s: int, axis: int) -> np.ndarray:
     order (b ascending; minus before plus, b's offset before the axis's), those outside the
     array left out."""
     t = _targets(x_hat.shape, s, axis)
-    grids = [np.arange(*sl.indices(n)) for sl, n in zip(t, x_hat.shape)]
     offsets = [{axis: -s}, {axis: s}] + [
         {b: db, axis: da} for b in range(x_hat.ndim) if b != axis
         for db in ((-s, s) if b < axis else (-2 * s, 2 * s)) for da in (-s, s)]
     total = np.zeros(x_hat[t].shape)
-    count = np.zeros(x_hat[t].shape)
-    for off in offsets:
-        pos = [g + off.get(a, 0) for a, g in enumerate(grids)]
-        inside = [(p >= 0) & (p < n) for p, n in zip(pos, x_hat.shape)]
-        values = x_hat[np.ix_(*[np.clip(p, 0, n - 1) for p, n in zip(pos, x_hat.shape)])]
-        ok = np.ones(total.shape, bool)
-        for a, o in enumerate(inside):
-            ok &= o.reshape([-1 if i == a else 1 for i in range(x_hat.ndim)])
-        total = np.where(ok, total + values, total)
-        count += ok
+    count = np.zeros(total.shape)
+    for off in offsets:  # plain slices: the neighbours inside the array form a box of targets
+        src, dst = [], []
+        for a, (sl, n) in enumerate(zip(t, x_hat.shape)):
+            start, stop, step = sl.indices(n)
+            d = off.get(a, 0)
+            k_lo = max(0, -((start + d) // step))  # first target whose neighbour is >= 0
+            k_hi = min(len(range(start, stop, step)), -((start + d - n) // step))  # ... and < n
+            src.append(slice(start + d + k_lo * step, start + d + (k_hi - 1) * step + 1, step))
+            dst.append(slice(k_lo, k_hi))
+        if all(d.stop > d.start for d in dst):
+            total[tuple(dst)] += x_hat[tuple(src)]
+            count[tuple(dst)] += 1
     return total / count
 
 
