@@ -48,7 +48,8 @@ def _array_report(entries: Sequence[ArrayEntry], *, seconds: float, refs: Sequen
                   psnr=f.psnr if len(entries) == 1 else psnr(mse, f.value_range),
                   max_abs_error=max(e.figures.max_abs_error for e in entries), value_range=f.value_range,
                   seconds=seconds, storage=",".join(sorted({e.codec.storage for e in entries})),
-                  model=",".join(refs[i].name for i in uses) or None, mode=c.mode or None, bound=f.bound,
+                  model=",".join(refs[i].name for i in uses) or None, mode=c.mode or None,
+                  bound=None if f.bound is None else max(e.figures.bound for e in entries),
                   bound_kind=f.bound_kind, max_error_ratio=None if None in ratios else max(ratios),
                   stream_bytes=streams or None, slabs=len(entries) if first.slab is not None else 0,
                   measured=measured, measured_ratio=measured_ratio)

@@ -78,14 +78,15 @@ def max_error_ratio(x: np.ndarray, x_hat: np.ndarray, bound: float, kind: str,
 
 class Accumulator:
     """Errors of a reconstruction measured a slab at a time, as :meth:`Quality.measure` and
-    :func:`max_error_ratio` would give on the whole array."""
+    :func:`max_error_ratio` would give on the whole array; each slab against its own bound
+    (``--psnr`` may settle on a different one per slab)."""
 
-    def __init__(self, bound: float | None = None, kind: str = "abs"):
-        self.bound, self.kind = bound, kind
+    def __init__(self, kind: str = "abs"):
+        self.kind, self.bounded = kind, False
         self.n, self.sse, self.max_err, self.ratio = 0, 0.0, 0.0, 0.0
         self.lo, self.hi = math.inf, -math.inf
 
-    def add(self, x: np.ndarray, x_hat: np.ndarray, valid: np.ndarray) -> None:
+    def add(self, x: np.ndarray, x_hat: np.ndarray, valid: np.ndarray, bound: float | None = None) -> None:
         q = Quality.measure(x, x_hat, valid)
         n = int(np.count_nonzero(valid))
         if n:
@@ -94,14 +95,15 @@ class Accumulator:
         self.n += n
         self.sse += q.mse * n if math.isfinite(q.mse) else math.inf
         self.max_err = max(self.max_err, q.max_abs_error)
-        if self.bound is not None:
-            self.ratio = max(self.ratio, max_error_ratio(x, x_hat, self.bound, self.kind, valid))
+        if bound is not None:
+            self.bounded = True
+            self.ratio = max(self.ratio, max_error_ratio(x, x_hat, bound, self.kind, valid))
 
     def result(self) -> tuple[Quality, float | None]:
         mse = self.sse / self.n if self.n else 0.0
         vrange = self.hi - self.lo if self.n else 0.0
         return (Quality(mse=mse, psnr=psnr(mse, vrange), max_abs_error=self.max_err),
-                self.ratio if self.bound is not None else None)
+                self.ratio if self.bounded else None)
 
 
 def psnr(mse: float, vrange: float) -> float | None:

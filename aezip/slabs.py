@@ -145,7 +145,7 @@ def decode_into(entries: list[ArrayEntry], out, models: Models, refs, box: tuple
     if ref is not None and tuple(ref.shape) != tuple(first.shape):
         raise UsageError(f"--original {first.name or 'array'} has shape {tuple(ref.shape)}, the container "
                          f"{tuple(first.shape)}")
-    acc = Accumulator(first.figures.bound, first.figures.bound_kind) if ref is not None else None
+    acc = Accumulator(first.figures.bound_kind) if ref is not None else None
     rows = box[0] if box else slice(0, 1)
 
     def span(e: ArrayEntry) -> tuple[int, int]:
@@ -164,5 +164,5 @@ def decode_into(entries: list[ArrayEntry], out, models: Models, refs, box: tuple
         if acc is not None:
             x = aeio.load(ref, ref_rows[0] if ref_rows else None)[(slice(None),) + tuple(ref_rows[1:])] \
                 if ref_rows else aeio.load(ref)
-            acc.add(x, part, valid_mask(x, first.codec.fill_values))
+            acc.add(x, part, valid_mask(x, first.codec.fill_values), e.figures.bound)
     return acc.result() if acc is not None else (None, None)

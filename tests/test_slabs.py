@@ -177,3 +177,16 @@ def test_large_arrays_get_a_slab_per_thread_and_decode_the_same_with_any_thread_
     one, _ = aezip.decompress(p, write=False, threads=1)
     two, _ = aezip.decompress(p, write=False, threads=2)
     np.testing.assert_array_equal(one, two)
+
+
+def test_psnr_mode_in_slabs(tmp_path, monkeypatch):
+    """Each slab settles on its own bound; the whole array reaches the PSNR and each value its slab's bound."""
+    monkeypatch.setattr(slabs, "slab_rows", lambda shape, memory, workers=1: 64)
+    x = sample_field((200, 80), seed=19)
+    x[:64] *= 0.1  # a quiet slab and loud ones
+    p = str(tmp_path / "p.aez")
+    r = aezip.compress(x, p, psnr=60)
+    bounds = [a.figures.bound for a in aezip.info(p).arrays]
+    assert r.psnr >= 60 and r.bound == max(bounds)
+    x_hat, r2 = aezip.decompress(p, write=False, original=x)
+    assert r2.measured.psnr >= 60 and r2.measured_ratio <= 1
