@@ -103,17 +103,39 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", parents=[common], help="check every checksum and decode without writing")
     v.add_argument("input", metavar="FILE.aez")
 
-    t = sub.add_parser("train", parents=[common], help="train a model on your own arrays")
-    t.add_argument("inputs", nargs="+", metavar="INPUT", help="training arrays (any kind compress reads)")
+    t = sub.add_parser("train", parents=[common], help="train a model on your own arrays",
+                       description="Train a model on your arrays. Under torchrun it trains on every process "
+                                   "(DistributedDataParallel); only rank 0 writes files and prints.")
+    t.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="training arrays: files or glob patterns, any kind compress reads (every float array of each)")
     t.add_argument("-o", "--output", required=True, metavar="MODEL", help="model file to write (.h5)")
-    t.add_argument("--ndim", type=int, choices=[1, 2, 3], help="spatial axes (default: all, up to 3)")
-    t.add_argument("--tile", type=int, default=0, help="tile edge (default: 1024 / 64 / 32 for 1-/2-/3-D)")
-    t.add_argument("--latent-channels", type=int, default=0, help="latent channels (default 4 / 8 / 16)")
-    t.add_argument("--lambda", dest="lmbda", type=float, default=2e-4, help="rate weight: higher gives smaller files")
-    t.add_argument("--max-steps", type=int, default=2000, help="training steps (default 2000)")
-    t.add_argument("--batch-size", type=int, default=16)
-    t.add_argument("--lr", type=float, default=2e-3)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--key", help="the array of each .npz (its name) or HDF5 file (/group/dataset) to train on")
+    t.add_argument("--shape", type=_shape, help=RAW_HELP)
+    t.add_argument("--dtype", help="raw binary inputs: float32 or float64 (default from .f32/.f64)")
+    ta = t.add_argument_group("model")
+    ta.add_argument("--ndim", type=int, choices=[1, 2, 3], help="spatial axes (default: all, up to 3)")
+    ta.add_argument("--tile", type=int, help="tile edge (default: 1024 / 64 / 32 for 1-/2-/3-D)")
+    ta.add_argument("--channels", type=int, help="channels of the hidden layers (default 32)")
+    ta.add_argument("--latent-channels", type=int, help="latent channels (default 4 / 8 / 16)")
+    rate = ta.add_mutually_exclusive_group()
+    rate.add_argument("--lambda", dest="lmbda", type=float, help="rate weight: higher gives smaller files (default 2e-4)")
+    rate.add_argument("--target-bpv", type=float, metavar="B",
+                      help="adapt lambda during training until the latents cost about B bits/value")
+    ts = t.add_argument_group("training and stopping (the first limit reached ends the run)")
+    ts.add_argument("--max-steps", type=int, help="training steps at most (default 2000)")
+    ts.add_argument("--epochs", type=int, help="passes over the training data at most (an epoch: as many tiles as it holds)")
+    ts.add_argument("--batch-size", type=int, help="tiles per step and process (default 16)")
+    ts.add_argument("--lr", type=float, help="Adam learning rate, cosine-annealed to 0 (default 2e-3)")
+    ts.add_argument("--seed", type=int, help="seed of every random choice (default 0)")
+    ts.add_argument("--val-fraction", type=float, metavar="F",
+                    help="hold out the last F of every array along axis 0 for validation (default 0.1)")
+    ts.add_argument("--val-every", type=int, metavar="N", help="validate every N steps (default 100)")
+    ts.add_argument("--until-psnr", type=float, metavar="P", help="stop when the validation PSNR reaches P dB")
+    ts.add_argument("--patience", type=int, metavar="N", help="stop after N validations without improvement")
+    ts.add_argument("--checkpoint-every", type=int, metavar="N",
+                    help="write a checkpoint every N steps and at the end (to --checkpoint)")
+    ts.add_argument("--checkpoint", metavar="CKPT", help="checkpoint path (default: MODEL with .ckpt.h5)")
+    ts.add_argument("--resume", metavar="CKPT", help="continue the run saved in this checkpoint, exactly")
 
     sub.add_parser("models", parents=[common], help="list the built-in models and those in $AEZIP_MODELS")
 
@@ -230,25 +252,93 @@ def _cmd_info(a) -> dict:
 
 
 def _cmd_train(a) -> dict:
-    from . import io as aeio
+    import glob
+
     from . import fileutil
+    from . import io as aeio
+    from .model import resolve_device
     from .model import train as tr
+    from .model.checkpoint import read_checkpoint
+
+    specs = []
+    for spec in a.inputs:
+        path = aeio.split_spec(spec)[0]
+        if glob.has_magic(path) and not os.path.exists(path):
+            matches = sorted(glob.glob(path))
+            if not matches:
+                raise UsageError(f"{spec} matches no file")
+            specs += [m + spec[len(path):] for m in matches]
+        else:
+            specs.append(spec)
+    given = {k: v for k, v in {
+        "tile": a.tile, "channels": a.channels, "latent_channels": a.latent_channels, "lmbda": a.lmbda, "target_bpv": a.target_bpv,
+        "steps": a.max_steps, "epochs": a.epochs, "batch_size": a.batch_size, "lr": a.lr, "seed": a.seed,
+        "val_fraction": a.val_fraction, "val_every": a.val_every, "until_psnr": a.until_psnr,
+        "patience": a.patience, "checkpoint_every": a.checkpoint_every}.items() if v is not None}
+    for k in ("tile", "channels", "latent_channels", "steps", "epochs", "batch_size", "val_every", "patience", "checkpoint_every"):
+        if k in given and given[k] < 1:
+            flag = "--max-steps" if k == "steps" else "--" + k.replace("_", "-")
+            raise UsageError(f"{flag} must be at least 1, got {given[k]}")
+    if "target_bpv" in given and not given["target_bpv"] > 0:
+        raise UsageError(f"--target-bpv must be positive, got {a.target_bpv}")
+    if "until_psnr" in given and not given["until_psnr"] > 0:
+        raise UsageError(f"--until-psnr must be positive, got {a.until_psnr}")
+    resume = read_checkpoint(a.resume) if a.resume else None
+    device = resolve_device(a.device)
+    ckpt_path = a.checkpoint or os.path.splitext(a.output)[0] + ".ckpt.h5"
 
     fields = []
-    for spec in a.inputs:
-        fields += [f.x for f in aeio.read_input(spec).fields]
-    ndim = a.ndim or min(min(x.ndim for x in fields), 3)
-    opts = tr.TrainOptions(ndim=ndim, tile=a.tile, latent_channels=a.latent_channels, lmbda=a.lmbda,
-                           steps=a.max_steps, batch_size=a.batch_size, lr=a.lr, seed=a.seed)
-    fileutil.check_writable(a.output, a.force)
-    with progress.training_bar(opts.steps) as report:
-        cfg, tensors, tables, summary = tr.train(fields, opts, report)
-    with fileutil.atomic_output(a.output, a.force) as tmp:
-        name, mid = tr.save(tmp, cfg, tensors, tables, summary, __version__)
+    for spec in specs:
+        inp = aeio.read_input(spec, key=a.key, shape=a.shape, dtype=a.dtype)
+        try:
+            fields += [aeio.load(f.x) for f in inp.fields]
+        finally:
+            inp.close()
+    if not fields:
+        raise UsageError("the inputs hold no array to train on")
+    if resume is not None:
+        if a.ndim is not None:
+            given["ndim"] = a.ndim
+        opts = tr.resume_options(resume["options"], given)
+    else:
+        ndim = a.ndim or min(min(x.ndim for x in fields), 3)
+        opts = tr.TrainOptions(ndim=ndim, **given)
+    tr.check_options(opts)
+
+    if not tr.under_torchrun() or os.environ["RANK"] == "0":  # before minutes of work, not after
+        fileutil.check_writable(a.output, a.force)
+        if opts.checkpoint_every:
+            from .errors import OutputExistsError
+
+            if not os.path.isdir(os.path.dirname(os.path.abspath(ckpt_path))):
+                raise UsageError(f"the folder of checkpoint {ckpt_path} does not exist; create it or give --checkpoint")
+            if os.path.exists(ckpt_path) and not a.force and not (a.resume and os.path.samefile(a.resume, ckpt_path)):
+                raise OutputExistsError(f"checkpoint {ckpt_path} exists; resume from it with --resume, "
+                                        "choose another with --checkpoint, or overwrite it with --force")
+    with tr.distributed(device) as dist:
+        if not dist.main:  # rank 0 alone writes and prints
+            progress.set_enabled(False)
+            a.json = False
+        with progress.training_bar(max(0, opts.steps - (resume["step"] if resume else 0))) as report:
+            cfg, tensors, tables, summary = tr.train(fields, opts, report, resume=resume, dist=dist,
+                                                     checkpoint=ckpt_path if opts.checkpoint_every else None,
+                                                     version=__version__)
+        if not dist.main:
+            return {}
+        with fileutil.atomic_output(a.output, a.force) as tmp:
+            name, mid = tr.save(tmp, cfg, tensors, tables, summary, __version__)
     d = {"output": a.output, "name": name, "id": mid, **summary}
+    if opts.checkpoint_every:
+        d["checkpoint"] = ckpt_path
     if not a.quiet and not a.json:
-        print(f"trained {name} -> {a.output}: validation PSNR {summary['val_psnr_normalized']:.2f} dB "
-              f"(on [-1, 1]), {summary['val_bits_per_value']:.3f} bits/value, {summary['seconds']:.0f} s")
+        s = summary
+        print(f"trained {name} -> {a.output}: {s['steps']} steps ({s['epochs']:.2f} epochs) in {s['seconds']:.0f} s, "
+              f"stopped by {s['stop_reason']}")
+        print(f"  training   PSNR {s['train_psnr_normalized']:.2f} dB (on [-1, 1])  {s['train_bits_per_value']:.3f} bits/value")
+        print(f"  validation PSNR {s['val_psnr_normalized']:.2f} dB (on [-1, 1])  {s['val_bits_per_value']:.3f} bits/value"
+              f"  ({s['validation']}: {s['held_out_arrays']} of {s['arrays']} arrays held out)")
+        if opts.checkpoint_every:
+            print(f"  checkpoint {ckpt_path}")
     return d
 
 
