@@ -368,14 +368,21 @@ def _cmd_demo(a) -> dict:
     os.makedirs(folder, exist_ok=True)
     src = os.path.join(folder, "sample_field.npy")
     np.save(src, sample_field((512, 512), seed=1))
-    aez, out = src + ".aez", os.path.join(folder, "sample_field.out.npy")
-    r1 = api.compress(src, aez, model=a.model, device=a.device, force=True)
-    _, r2 = api.decompress(aez, out, model=a.model, device=a.device, original=src, force=True)
+    result = {}
     if not a.quiet and not a.json:
         print("aezip demo: a 512x512 float32 turbulence-like field (Gaussian random field, E(k) ~ k^-3)")
-        print_report(r1, "compressed")
-        print_report(r2, "decompressed")
-    return {"compress": r1.to_json(), "decompress": r2.to_json()}
+    for label, mode in (("plain learned mode (the built-in model)", {}), ("bounded mode --rel 1e-3", {"rel": 1e-3})):
+        stem = os.path.join(folder, "sample_field" + ("_rel" if mode else ""))
+        aez, out = stem + ".aez", stem + ".out.npy"
+        r1 = api.compress(src, aez, model=a.model, device=a.device, force=True, **mode)
+        _, r2 = api.decompress(aez, out, model=a.model, device=a.device, original=src, force=True)
+        if not a.quiet and not a.json:
+            print(f"\n== {label}")
+            print_report(r1, "compressed")
+            print_report(r2, "decompressed")
+        key = "bounded" if mode else "learned"
+        result[key] = {"compress": r1.to_json(), "decompress": r2.to_json()}
+    return result
 
 
 def _cmd_bench(a) -> dict:

@@ -236,4 +236,6 @@ def test_demo(tmp_path, capsys):
     code, out, err = run(capsys, "demo", "-o", tmp_path, "--json")
     assert code == 0, err
     d = json.loads(out)
-    assert d["decompress"]["measured"]["mse"] == pytest.approx(d["compress"]["mse"], rel=1e-9)
+    for mode in ("learned", "bounded"):
+        assert d[mode]["decompress"]["measured"]["mse"] == pytest.approx(d[mode]["compress"]["mse"], rel=1e-9)
+    assert d["bounded"]["compress"]["max_error_over_bound"] <= 1
