@@ -146,7 +146,7 @@ def test_target_bpv_adapts_lambda(tmp_path, src, capsys):
     assert d["target_bpv"] == 1e-6 and d["final_lambda"] > d["lambda"] * 3  # doubled at steps 50 and 100
     *_, s = tr.train([sample_field((64, 64), seed=5)], tr.TrainOptions(
         ndim=2, tile=16, channels=8, batch_size=4, steps=50, target_bpv=1e3, lmbda=1e-3))
-    assert s["final_lambda"] == pytest.approx(1e-3 / 2, rel=1e-3)  # far above the measured rate: about halved
+    assert s["final_lambda"] == pytest.approx(1e-3 / 2, rel=1e-2)  # far above the measured rate: about halved
 
 
 def test_glob_inputs(tmp_path, capsys):

@@ -1,9 +1,10 @@
 """Fit an autoencoder to arrays: distortion + lambda * rate, then freeze it into a model file.
 
 The rate during training is the bit cost of the noisy latents ``y_tilde`` under a
-per-channel Laplace density (a learned location and scale per latent channel).
-When the model is frozen, the latents of the training tiles are rounded and their
-per-channel histograms become the integer tables the coder uses.
+learned per-channel density: by default the non-parametric factorized prior
+(:mod:`.density`), whose values on the integers become the coder's integer tables when
+the model is frozen; or (``density="laplace"``, the first built-in models) a Laplace
+proxy, the tables then coming from histograms of the rounded training latents.
 
 Validation uses held-out regions: the last ``val_fraction`` of every training array
 along axis 0 (see :func:`prepare`). Training can stop at a step or epoch limit, at a
@@ -30,6 +31,7 @@ from ..codec.entropy import Tables, ideal_bits
 from ..codec.normalize import Normalization
 from ..errors import InputError, UsageError
 from .arch import ArchConfig, ConvAutoencoder
+from .density import FactorizedDensity
 from .store import model_id, write_model
 
 MAX_TABLE = 256  # table entries per channel before the escape
@@ -57,6 +59,7 @@ class TrainOptions:
     until_psnr: float = 0.0  # > 0: stop when the validation PSNR (on [-1, 1]) reaches it
     patience: int = 0  # > 0: stop after this many validations without improvement
     checkpoint_every: int = 0  # > 0: write a checkpoint every this many steps (and at the end)
+    density: str = "factorized"  # the rate model: "factorized" (learned, non-parametric) or "laplace"
 
 
 # Options that may differ between a run and its resumption: when to stop, how often to look.
@@ -76,6 +79,8 @@ def check_options(o: TrainOptions) -> None:
     """Refuse options out of range with one line naming the command-line option."""
     if o.ndim not in (1, 2, 3):
         raise UsageError(f"--ndim must be 1, 2 or 3, got {o.ndim}")
+    if o.density not in ("factorized", "laplace"):
+        raise UsageError(f"unknown density {o.density!r}; use factorized or laplace")
     levels = o.levels or DEFAULTS[o.ndim]["levels"]
     tile = o.tile or DEFAULTS[o.ndim]["tile"]
     if tile < (1 << levels) or tile % (1 << levels):
@@ -276,7 +281,7 @@ class LaplaceRate(nn.Module):
 class Objective(nn.Module):
     """The network and its rate model in one module (what DistributedDataParallel wraps)."""
 
-    def __init__(self, net: ConvAutoencoder, rate: LaplaceRate):
+    def __init__(self, net: ConvAutoencoder, rate: nn.Module):
         super().__init__()
         self.net, self.rate = net, rate
 
@@ -400,7 +405,8 @@ def train(fields: Sequence[np.ndarray], options: TrainOptions,
                              f"this run has {dist.world}; resume with the same --nproc_per_node and --nnodes")
 
     torch.manual_seed(options.seed)
-    net, rate = ConvAutoencoder(cfg), LaplaceRate(cfg.latent_channels)
+    net = ConvAutoencoder(cfg)
+    rate = FactorizedDensity(cfg.latent_channels) if options.density == "factorized" else LaplaceRate(cfg.latent_channels)
     obj = Objective(net, rate).to(device)
     names = [k for k, _ in obj.named_parameters()]
     if dist.world > 1:
@@ -546,7 +552,9 @@ def train(fields: Sequence[np.ndarray], options: TrainOptions,
     freeze_rng = np.random.default_rng([options.seed, 2])
     train_tiles = torch.cat([torch.from_numpy(sampler.sample(32, rng=freeze_rng)) for _ in range(16)])
     tr_mse, _, y_hat = _evaluate(obj, train_tiles, device)
-    tables = freeze_tables(y_hat.numpy().astype(np.int64))
+    # the learned density becomes the integer tables; the Laplace proxy is only a proxy:
+    # its tables come from the histograms of the rounded latents of training tiles
+    tables = rate.tables() if isinstance(rate, FactorizedDensity) else freeze_tables(y_hat.numpy().astype(np.int64))
     val_mse, _, y_hat_val = _evaluate(obj, val, device)
     tensors = {k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()}
     summary = {
@@ -557,7 +565,7 @@ def train(fields: Sequence[np.ndarray], options: TrainOptions,
         "train_psnr_normalized": round(psnr_normalized(tr_mse), 2),
         "train_bits_per_value": round(ideal_bits(y_hat.numpy().astype(np.int64), tables) / train_tiles.numel(), 4),
         "epochs": round(step * per_step / max(1, info["training_tiles"]), 3),
-        "stop_reason": reason, "validation": "held-out" if val_parts else "training data (nothing held out)",
+        "stop_reason": reason, "density": options.density, "validation": "held-out" if val_parts else "training data (nothing held out)",
         "val_fraction": options.val_fraction, **info, "world_size": dist.world,
     }
     if options.target_bpv:
