@@ -121,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument("--lambda", dest="lmbda", type=float, help="rate weight: higher gives smaller files (default 2e-4)")
     rate.add_argument("--target-bpv", type=float, metavar="B",
                       help="adapt lambda during training until the latents cost about B bits/value")
+    ta.add_argument("--density", choices=["factorized", "laplace"],
+                    help="rate model: the learned non-parametric density (default), or a per-channel Laplace")
     ts = t.add_argument_group("training and stopping (the first limit reached ends the run)")
     ts.add_argument("--max-steps", type=int, help="training steps at most (default 2000)")
     ts.add_argument("--epochs", type=int, help="passes over the training data at most (an epoch: as many tiles as it holds)")
@@ -274,7 +276,7 @@ def _cmd_train(a) -> dict:
         "tile": a.tile, "channels": a.channels, "latent_channels": a.latent_channels, "lmbda": a.lmbda, "target_bpv": a.target_bpv,
         "steps": a.max_steps, "epochs": a.epochs, "batch_size": a.batch_size, "lr": a.lr, "seed": a.seed,
         "val_fraction": a.val_fraction, "val_every": a.val_every, "until_psnr": a.until_psnr,
-        "patience": a.patience, "checkpoint_every": a.checkpoint_every}.items() if v is not None}
+        "patience": a.patience, "checkpoint_every": a.checkpoint_every, "density": a.density}.items() if v is not None}
     for k in ("tile", "channels", "latent_channels", "steps", "epochs", "batch_size", "val_every", "patience", "checkpoint_every"):
         if k in given and given[k] < 1:
             flag = "--max-steps" if k == "steps" else "--" + k.replace("_", "-")
