@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""The plain learned mode against SZ3 at the same PSNR.
+
+    python benchmarks/equal_psnr.py [DATA_DIR]
+
+For every .npy array: aezip without a bound (the built-in default model; ratio from the
+whole container file) gives a PSNR; SZ3 (pysz, ABS mode) is bisected on its absolute
+bound until two runs bracket that PSNR, and its ratio at the same PSNR is interpolated
+linearly in log(ratio) between them. Prints aezip/SZ3 per array and the geometric mean
+over the arrays of at least 256 KB (smaller ones separately). Needs pysz.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import math
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import aezip  # noqa: E402
+from aezip.metrics import Quality  # noqa: E402
+
+
+def sz3(x: np.ndarray, e: float) -> tuple[float, float]:
+    """(ratio, PSNR) of SZ3 in ABS mode at bound e."""
+    import pysz
+
+    cfg = pysz.szConfig()
+    cfg.errorBoundMode = pysz.szErrorBoundMode.ABS
+    cfg.absErrorBound = e
+    data, _ = pysz.sz.compress(x, cfg)
+    x_hat, _ = pysz.sz.decompress(data, x.dtype, x.shape)
+    return x.nbytes / data.nbytes, Quality.measure(x, x_hat).psnr or math.inf
+
+
+def sz3_at_psnr(x: np.ndarray, target: float) -> float:
+    """SZ3's ratio at PSNR ``target``: bisect log(bound), interpolate log(ratio) in PSNR."""
+    vrange = float(x.max() - x.min())
+    lo, hi = math.log(vrange * 1e-8), math.log(vrange)  # log bounds: lo too fine, hi too coarse
+    r_lo, p_lo = sz3(x, math.exp(lo))
+    r_hi, p_hi = sz3(x, math.exp(hi))
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        r, p = sz3(x, math.exp(mid))
+        if p >= target:
+            lo, r_lo, p_lo = mid, r, p
+        else:
+            hi, r_hi, p_hi = mid, r, p
+        if abs(p_lo - p_hi) < 0.05:
+            break
+    if not (math.isfinite(p_lo) and p_lo != p_hi):
+        return r_lo
+    w = (target - p_hi) / (p_lo - p_hi)
+    return math.exp(math.log(r_hi) + w * (math.log(r_lo) - math.log(r_hi)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("data", nargs="?", default=os.path.join(ROOT, "..", "shared", "data"))
+    a = ap.parse_args()
+    logs: dict[bool, list[float]] = {True: [], False: []}
+    print("| array | KB | aezip PSNR dB | aezip ratio | SZ3 ratio at that PSNR | aezip / SZ3 |")
+    print("|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in sorted(glob.glob(os.path.join(a.data, "*.npy"))):
+            x = np.load(path)
+            r = aezip.compress(x, os.path.join(tmp, "x.aez"), force=True)
+            sz = sz3_at_psnr(x, r.psnr)
+            logs[x.nbytes >= 256 * 1024].append(math.log(r.compression_ratio / sz))
+            print(f"| {os.path.basename(path)[:-4]} | {x.nbytes // 1024} | {r.psnr:.2f} | {r.compression_ratio:.1f} | "
+                  f"{sz:.1f} | {r.compression_ratio / sz:.3f} |")
+    for big, v in logs.items():
+        if v:
+            print(f"geometric mean aezip/SZ3 at equal PSNR, {len(v)} arrays {'>=' if big else '<'} 256 KB: "
+                  f"{math.exp(sum(v) / len(v)):.3f}")
+
+
+if __name__ == "__main__":
+    main()
