@@ -35,7 +35,6 @@ from .density import FactorizedDensity
 from .store import model_id, write_model
 
 MAX_TABLE = 256  # table entries per channel before the escape
-STOP_REASONS = ("max-steps", "epochs", "until-psnr", "patience")
 
 
 @dataclass(frozen=True, kw_only=True)
