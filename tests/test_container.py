@@ -153,3 +153,27 @@ def test_h5dump_shows_the_documented_layout(tmp_path):
                  'ATTRIBUTE "crc32"', "H5T_STR_NULLPAD"):
         assert name in out
     assert "H5T_VARIABLE" not in out
+
+
+@pytest.mark.parametrize("key,value", [("tile", "x"), ("offset", None), ("latent_shape", "x"), ("model", "x"),
+                                       ("scale", float("nan")), ("escapes", -1)])
+def test_forged_record_types_are_corruption_not_crashes(key, value, tmp_path):
+    import json
+
+    p = str(tmp_path / "c.aez")
+    write_container(p, _container())
+    with h5py.File(p, "r+") as f:
+        codec = json.loads(f["array_0"].attrs["codec"])
+        codec[key] = value
+        f["array_0"].attrs["codec"] = np.bytes_(json.dumps(codec).encode())
+    with pytest.raises(ContainerError):
+        read_container(p)
+
+
+def test_n_arrays_must_be_an_integer(tmp_path):
+    p = str(tmp_path / "c.aez")
+    write_container(p, _container())
+    with h5py.File(p, "r+") as f:
+        f.attrs["n_arrays"] = np.bytes_(b"1")
+    with pytest.raises(ContainerError, match="n_arrays"):
+        read_container(p)

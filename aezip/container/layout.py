@@ -8,6 +8,7 @@ keys a record does not know are ignored, so later minor additions stay readable.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import ClassVar
 
@@ -39,13 +40,38 @@ def _from_json(cls, text: str | bytes, what: str):
 
 
 class _Record:
-    """A JSON record of the container; ``parse`` reads one, named ``WHAT`` in errors."""
+    """A JSON record of the container; ``parse`` reads one, named ``WHAT`` in errors, and
+    refuses any field whose JSON type is not the one ``TYPES`` names (a damaged or forged
+    record must fail as a corrupted container, never deep inside a decoder)."""
 
     WHAT: ClassVar[str] = "record"
+    TYPES: ClassVar[dict] = {}
 
     @classmethod
     def parse(cls, text):
-        return _from_json(cls, text, cls.WHAT)
+        record = _from_json(cls, text, cls.WHAT)
+        for name, kind in cls.TYPES.items():
+            if not _is(getattr(record, name), kind):
+                raise ContainerError(f"the {cls.WHAT} record's {name!r} is {getattr(record, name)!r}, not {kind}; "
+                                     "the container is corrupted")
+        return record
+
+
+def _is(value, kind: str) -> bool:
+    """JSON type checks: "int", "number", "bool", "str", "ints", "numbers", optional with "?"."""
+    if kind.endswith("?"):
+        return value is None or _is(value, kind[:-1])
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if kind == "str":
+        return isinstance(value, str)
+    if kind in ("ints", "numbers"):
+        return isinstance(value, list) and all(_is(v, kind[:-1] if kind == "ints" else "number") for v in value)
+    raise ValueError(kind)
 
 
 def _lean(record) -> dict:
@@ -69,6 +95,7 @@ class ModelRef(_Record):
     """The model the latents were coded with: identity, name and configuration."""
 
     WHAT: ClassVar[str] = "model"
+    TYPES: ClassVar[dict] = {"name": "str"}
 
     id: str
     name: str
@@ -94,6 +121,7 @@ class SourceRef(_Record):
     """What the arrays were read from: ``kind`` (npy, npz, hdf5, raw, array) and the file's base name."""
 
     WHAT: ClassVar[str] = "source"
+    TYPES: ClassVar[dict] = {"kind": "str", "name": "str"}
 
     kind: str
     name: str = ""
@@ -126,6 +154,11 @@ class CodecParams(_Record):
     """
 
     WHAT: ClassVar[str] = "codec"
+    TYPES: ClassVar[dict] = {
+        "storage": "str", "ndim": "int", "tile": "int", "offset": "number", "scale": "number", "latent_shape": "ints",
+        "symbols_crc32": "int", "escapes": "int", "model": "int", "mode": "str", "bound": "number", "levels": "int",
+        "radii": "ints", "predictors": "ints", "residual_escapes": "int", "base": "str", "margin": "number",
+        "base_check": "numbers", "integer": "bool", "fill_values": "numbers"}
 
     storage: str
     ndim: int = 0
@@ -158,6 +191,10 @@ class CodecParams(_Record):
             raise ValueError("latent coding needs ndim 1-3, a positive tile and a positive scale")
         if self.storage == "bounded" and (self.mode not in ("abs", "rel", "psnr", "pw_rel") or self.bound < 0):
             raise ValueError(f"bounded storage with mode {self.mode!r} and bound {self.bound}")
+        if self.storage == "bounded" and not 0 <= self.levels <= 30:
+            raise ValueError(f"{self.levels} interpolation levels")
+        if self.base not in ("none", "model") or self.escapes < 0 or self.residual_escapes < 0:
+            raise ValueError("invalid base or escape count")
 
 
 
@@ -174,6 +211,10 @@ class Figures(_Record):
     """
 
     WHAT: ClassVar[str] = "figures"
+    TYPES: ClassVar[dict] = {
+        "original_bytes": "int", "coded_bytes": "int", "mse": "number", "psnr": "number?", "max_abs_error": "number",
+        "value_range": "number", "seconds": "number", "bound": "number?", "bound_kind": "str",
+        "max_error_ratio": "number?", "invalid_values": "int"}
 
     original_bytes: int
     coded_bytes: int

@@ -102,7 +102,10 @@ def read_container(path: str, *, streams: bool | str = True) -> Container:
     try:
         with f:
             version = check_format(f, path)
-            n = int(f.attrs.get("n_arrays", -1))
+            n = f.attrs.get("n_arrays", -1)
+            if not isinstance(n, (int, np.integer)) or isinstance(n, bool):
+                raise ContainerError(f"{path}: n_arrays is not an integer; the container is corrupted")
+            n = int(n)
             groups = [f"array_{i}" for i in range(n)]
             if n < 1 or any(not isinstance(f.get(g), h5py.Group) for g in groups):
                 raise ContainerError(f"{path}: array groups are missing; the container is corrupted")
