@@ -569,3 +569,14 @@ def test_hdf5_user_block_and_sniffing_by_content(tmp_path: Path) -> None:
         assert f.userblock_size == 1024
         np.testing.assert_array_equal(f["x"][()], np.arange(10.0))
     raises_one_line(UsageError, read_input, f"{path}:/x", key="/y")
+
+
+def test_npy_header_cut_mid_expression_is_an_input_error(tmp_path: Path) -> None:
+    """A damaged header that trips Python's tokenizer is bad input, not a crash."""
+    p = tmp_path / "x.npy"
+    np.save(p, np.zeros((3, 4), np.float32))
+    data = bytearray(p.read_bytes())
+    data[data.index(b"}")] = ord(" ")  # the header dict is never closed
+    p.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="header"):
+        read_input(str(p))

@@ -7,6 +7,7 @@ nothing is ever unpickled.
 from __future__ import annotations
 
 import os
+import tokenize
 
 import zipfile
 import zlib
@@ -71,7 +72,7 @@ def read_npy_stream(fp: BinaryIO, *, name: str, label: str, hint: str = "", path
             shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp, max_header_size=_MAX_HEADER)
         else:
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp, max_header_size=_MAX_HEADER)
-    except (ValueError, SyntaxError, TypeError) as err:
+    except (ValueError, SyntaxError, TypeError, tokenize.TokenError) as err:
         raise InputError(f"{label} has a damaged .npy header ({_one_line(err)}); re-create it") from err
     if dtype.hasobject:
         raise InputError(
