@@ -246,15 +246,18 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
         p = candidates[choice]
         q = np.rint((target - p) / step)
         ok = np.abs(q) <= QMAX
-        q = np.where(ok, q, 0.0)
+        q[~ok] = 0.0
         rec = p + step * q
         value = rec if base is None else base[t] + rec
         if cast != np.float64 and not integer:
             value = value.astype(cast).astype(np.float64)
-        ok &= np.abs(x[t] - value) <= e - margin  # rounding can push a value past the bound
-        r_hat[t] = np.where(ok, rec, target)
-        q_mag[t] = _magnitude(np.where(ok, q, ESCAPE).astype(np.int32))
-        codes.append(np.where(ok, q, ESCAPE).astype(np.int32).reshape(-1))
+        ok &= np.abs(value - x[t]) <= e - margin  # rounding can push a value past the bound
+        rec[~ok] = target[~ok]
+        r_hat[t] = rec
+        c = q.astype(np.int32)
+        c[~ok] = ESCAPE
+        q_mag[t] = _magnitude(c)
+        codes.append(c.reshape(-1))
         exact.append(target[~ok])
     return Coded(codes=codes, contexts=contexts, exact=exact, levels=levels, predictors=predictors), r_hat
 
@@ -265,8 +268,11 @@ def _context(r_hat: np.ndarray, q_mag: np.ndarray, t, pas, step: float) -> np.nd
 
 
 def _magnitude(codes: np.ndarray) -> np.ndarray:
-    """|code| capped at 3; an exactly stored value counts as 3."""
-    return np.where(codes == ESCAPE, 3, np.minimum(np.abs(codes.astype(np.int64)), 3)).astype(np.int32)
+    """|code| capped at 3; an exactly stored value (ESCAPE, the most negative int32) counts as 3."""
+    m = np.abs(codes)  # ESCAPE stays negative under abs (int32 wraps) ...
+    np.minimum(m, 3, out=m)
+    m[m < 0] = 3  # ... and is mapped to 3 here
+    return m
 
 
 def decode(read: Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray]], shape: tuple[int, ...], e: float,
