@@ -236,9 +236,11 @@ def _cmd_info(a) -> dict:
         "source": {"kind": c.source.kind, "name": c.source.name},
         "models": [{"name": m.name, "id": m.id, "config": m.config} for m in c.models],
         "arrays": [{"name": e.name, "shape": list(e.shape), "dtype": e.dtype, "storage": e.codec.storage,
-                    "model": c.models[e.codec.model].name if e.codec.storage == "latent" else None,
+                    "slab": list(e.slab) if e.slab is not None else None, "mode": e.codec.mode or None,
+                    "model": c.models[e.codec.model].name if e.codec.model >= 0 else None,
                     **{k: getattr(e.figures, k) for k in ("original_bytes", "coded_bytes", "mse", "psnr",
-                                                           "max_abs_error", "bound")}} for e in c.arrays],
+                                                           "max_abs_error", "bound", "bound_kind")}}
+                   for e in c.arrays],
     }
     if not a.quiet and not a.json:
         print(f"{a.input}: aezip container format {c.format_version}, written by {c.writer}, {size:,} bytes")
@@ -246,10 +248,13 @@ def _cmd_info(a) -> dict:
         for m in c.models:
             print(f"  model {m.name} (id {m.id[:12]}…)")
         for e in d["arrays"]:
-            print(f"  array {e['name'] or '(unnamed)'}: {'x'.join(map(str, e['shape']))} {e['dtype']} {e['storage']}"
+            rows = f" rows {e['slab'][0]}:{e['slab'][1]}" if e["slab"] else ""
+            bound = ("bound " + format(e["bound"], ".4g") + (" x |x|" if e["bound_kind"] == "pw_rel" else "")
+                     if e["bound"] is not None else "measured")
+            print(f"  array {e['name'] or '(unnamed)'}{rows}: {'x'.join(map(str, e['shape']))} {e['dtype']} "
+                  f"{e['storage']}{' ' + e['mode'] if e['mode'] else ''}"
                   f"  ratio {e['original_bytes'] / max(1, e['coded_bytes']):.2f} (streams only)"
-                  f"  PSNR {_fmt(e['psnr'], '.2f')}  max abs error {_fmt(e['max_abs_error'])}"
-                  f" ({'bound ' + format(e['bound'], '.4g') if e['bound'] is not None else 'measured'})")
+                  f"  PSNR {_fmt(e['psnr'], '.2f')}  max abs error {_fmt(e['max_abs_error'])} ({bound})")
     return d
 
 
