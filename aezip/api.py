@@ -19,7 +19,8 @@ from . import io as aeio
 from . import slabs
 from ._version import __version__
 from .codec.bounded import Bound
-from .coding import Models
+from . import progress
+from .coding import Models, spatial_ndim
 from .container import ArrayEntry, Container, ContainerWriter, ModelRef, SourceRef, read_container
 from .errors import BoundExceededError, UsageError
 from .fileutil import check_writable
@@ -69,7 +70,8 @@ def compress(data: np.ndarray | str, output: str | None = None, *, model: str | 
              ndim: int | None = None, device: str = "auto", key: str | None = None,
              shape: tuple[int, ...] | None = None, dtype: str | None = None, force: bool = False,
              abs: float | None = None, rel: float | None = None, psnr: float | None = None,
-             pw_rel: float | None = None, memory: int = DEFAULT_MEMORY, threads: int | None = None) -> Report:
+             pw_rel: float | None = None, memory: int = DEFAULT_MEMORY, threads: int | None = None,
+             fit: bool = False, fit_steps: int = 300) -> Report:
     """Compress an array or a file into an .aez container and report the figures.
 
     ``data`` is a numpy array (``output`` required) or an input spec: ``x.npy``,
@@ -80,6 +82,8 @@ def compress(data: np.ndarray | str, output: str | None = None, *, model: str | 
     measured, not guaranteed) and integers are coded losslessly. Arrays whose coding would
     need more than ``memory`` bytes are coded in independent slabs along axis 0, and large
     arrays in at least one slab per thread (``threads``, default: the CPU count), coded at once.
+    ``fit`` (plain learned mode) fine-tunes the model on the input for ``fit_steps`` steps and
+    embeds it in the container: its bytes count in the ratio, so it pays on large arrays.
 
     Examples
     --------
@@ -90,6 +94,10 @@ def compress(data: np.ndarray | str, output: str | None = None, *, model: str | 
     True
     """
     bound = _bound(abs=abs, rel=rel, psnr=psnr, pw_rel=pw_rel)
+    if fit and bound is not None:
+        raise UsageError("--fit applies to the plain learned mode: drop the error bound, or drop --fit")
+    if fit and fit_steps < 1:
+        raise UsageError(f"--fit-steps must be at least 1, got {fit_steps}")
     if memory < 1 << 20:
         raise UsageError(f"--memory must be at least 1 MB, got {memory} bytes")
     models = Models(model, device)  # imports torch: process start-up, not compression time
@@ -106,9 +114,29 @@ def compress(data: np.ndarray | str, output: str | None = None, *, model: str | 
         src = aeio.read_input(str(data), key=key, shape=shape, dtype=dtype)
         output = output or default_container_name(src.path)
     try:
+        if fit:
+            _fit(src, models, ndim, fit_steps)
         return _compress_input(src, output, models, ndim, bound, memory, _workers(threads), force, t0)
     finally:
         src.close()
+
+
+FIT_BYTES = 256 << 20  # at most this much of each array is read to fit the model
+
+
+def _fit(src, models: Models, ndim: int | None, steps: int) -> None:
+    """Fine-tune the model on the input's float arrays (all of one dimensionality)."""
+    floats = [f for f in src.fields if np.dtype(f.x.dtype).kind == "f"]
+    dims = {spatial_ndim(tuple(f.x.shape), ndim) for f in floats}
+    if len(dims) != 1:
+        raise UsageError("--fit needs float arrays that all have the same number of spatial axes (see --ndim)")
+    arrays = []
+    for f in floats:
+        rows = max(1, FIT_BYTES // max(1, f.x.nbytes // max(1, f.x.shape[0]))) if f.x.ndim else 1
+        x = aeio.load(f.x, slice(0, rows)) if f.x.ndim else aeio.load(f.x)
+        arrays.append(np.where(np.isfinite(x), x, np.nanmean(np.where(np.isfinite(x), x, np.nan))))
+    with progress.training_bar(steps) as report:
+        models.fit_to(dims.pop(), arrays, steps, __version__, report)
 
 
 def _compress_input(src, output: str, models: Models, ndim, bound, memory: int, workers: int, force: bool,
@@ -126,9 +154,13 @@ def _compress_input(src, output: str, models: Models, ndim, bound, memory: int, 
                 entries.append(dataclasses.replace(entry, streams={}))
             parts.append(_array_report(entries, seconds=time.perf_counter() - t1, refs=models.refs,
                                        stream_bytes=sizes))
-        w.finish(models=models.refs, skeleton=src.skeleton)
-    return _file_report(parts, input=src.path or None, output=output, file_bytes=w.size,
-                        seconds=time.perf_counter() - t0)
+        w.finish(models=models.refs, skeleton=src.skeleton,
+                 embedded_model=models.embedded if models.embedded and models.refs else None)
+    report = _file_report(parts, input=src.path or None, output=output, file_bytes=w.size,
+                          seconds=time.perf_counter() - t0)
+    if models.embedded and models.refs:
+        report = dataclasses.replace(report, embedded_model_bytes=len(models.embedded))
+    return report
 
 
 def decompress(path: str, output: str | None = None, *, model: str | None = None, device: str = "auto",
@@ -180,6 +212,8 @@ def decompress(path: str, output: str | None = None, *, model: str | None = None
         aeio.write_output(output, fields, kind=kind, skeleton=c.skeleton if whole_file else None, force=force)
     report = _file_report(parts, input=path, output=output if write else None, file_bytes=file_bytes,
                           seconds=time.perf_counter() - t0)
+    if c.embedded_model:
+        report = dataclasses.replace(report, embedded_model_bytes=len(c.embedded_model))
     for p in parts:
         if p.measured_ratio is not None and p.measured_ratio > 1:
             what = "relative error" if p.bound_kind == "pw_rel" else "error"

@@ -55,6 +55,14 @@ class Models:
             self._by_ndim[d] = self._load(self.spec, ndim=d, device=self.device)
         return self._by_ndim[d]
 
+    def fit_to(self, d: int, arrays, steps: int, version: str, report=None) -> None:
+        """Replace the model for ``d`` spatial axes by one fine-tuned on ``arrays``; the
+        container then carries it (``embedded``)."""
+        from .model.fit import fit
+
+        self.embedded = fit(self.for_ndim(d), arrays, steps=steps, version=version, report=report)
+        self._by_ndim[d] = self._load(None, embedded=self.embedded, device=self.device)
+
     def use(self, model) -> int:
         """Index of ``model`` in the container's model list, adding it on first use."""
         ids = [r.id for r in self.refs]

@@ -151,6 +151,7 @@ class Report:
     max_error_ratio: float | None = None
     stream_bytes: dict | None = None
     slabs: int = 0
+    embedded_model_bytes: int = 0
     measured: Quality | None = None
     measured_ratio: float | None = None
     arrays: tuple[Report, ...] = ()
@@ -186,6 +187,8 @@ class Report:
             d["stream_bytes"] = self.stream_bytes
         if self.slabs:
             d["slabs"] = self.slabs
+        if self.embedded_model_bytes:
+            d["embedded_model_bytes"] = self.embedded_model_bytes
         if self.measured is not None:
             m = self.measured
             d["measured"] = {"mse": m.mse, "psnr": _finite(m.psnr), "max_abs_error": m.max_abs_error,

@@ -141,3 +141,16 @@ def test_embedded_model_is_used_when_no_other_is_found(tmp_path):
         f.create_dataset("model", data=blob).attrs["crc32"] = np.uint32(crc32(blob))
     x_hat, r = aezip.decompress(str(p), write=False, original=x)
     assert r.measured.mse == pytest.approx(r.mse, rel=1e-9)
+
+
+def test_fit_embeds_the_fitted_model(tmp_path):
+    x = sample_field((96, 96), seed=21)
+    p = str(tmp_path / "f.aez")
+    r = aezip.compress(x, p, fit=True, fit_steps=5)
+    c = aezip.info(p)
+    assert c.models[0].name.startswith("conv2d-fit-") and r.embedded_model_bytes > 0
+    assert r.compressed_bytes == os.path.getsize(p)  # the embedded weights count in the ratio
+    x_hat, r2 = aezip.decompress(p, write=False, original=x)  # found inside the container, no --model
+    assert r2.measured.mse == pytest.approx(r.mse, rel=1e-9) and r2.embedded_model_bytes == r.embedded_model_bytes
+    with pytest.raises(aezip.UsageError, match="--fit"):
+        aezip.compress(x, str(tmp_path / "g.aez"), fit=True, rel=1e-3)

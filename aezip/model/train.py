@@ -374,9 +374,10 @@ def _tensors(module: nn.Module) -> dict[str, np.ndarray]:
 def train(fields: Sequence[np.ndarray], options: TrainOptions,
           report: Callable[[int, dict], None] | None = None, *, resume: dict | None = None,
           checkpoint: str | None = None, dist: Dist | None = None,
-          version: str = "") -> tuple[ArchConfig, dict, Tables, dict]:
+          version: str = "", init: dict | None = None) -> tuple[ArchConfig, dict, Tables, dict]:
     """Train on ``fields`` (arrays whose trailing ``ndim`` axes are spatial).
 
+    ``init``: the tensors of a model of the same architecture to start from (fine-tuning).
     ``resume`` is a checkpoint read with :func:`.checkpoint.read_checkpoint` (its options
     must equal ``options`` except the stopping ones, see :func:`resume_options`);
     ``checkpoint`` the path written every ``options.checkpoint_every`` steps and at the
@@ -405,6 +406,8 @@ def train(fields: Sequence[np.ndarray], options: TrainOptions,
 
     torch.manual_seed(options.seed)
     net = ConvAutoencoder(cfg)
+    if init is not None:
+        net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in init.items()})
     rate = FactorizedDensity(cfg.latent_channels) if options.density == "factorized" else LaplaceRate(cfg.latent_channels)
     obj = Objective(net, rate).to(device)
     names = [k for k, _ in obj.named_parameters()]
