@@ -64,6 +64,12 @@ def main() -> None:
         finally:
             slabs.slab_rows = rows
         print("slabs-rel", x.shape)
+    src, aez = os.path.join(folder, "fit-embedded.npy"), os.path.join(folder, "fit-embedded.aez")
+    if not os.path.exists(aez):  # a container carrying its own (fitted) model
+        x = sample_field((64, 64), seed=56)
+        np.save(src, x)
+        aezip.compress(src, aez, fit=True, fit_steps=3)
+        print("fit-embedded", x.shape)
     src = os.path.join(folder, "several.npz")
     if not os.path.exists(os.path.join(folder, "several.aez")):
         np.savez(src, series=sample_field((2000,), seed=7).astype(np.float64), image=sample_field((40, 50), seed=8))
