@@ -23,7 +23,7 @@ import zlib
 import numpy as np
 
 from . import progress
-from .codec import bounded, entropy
+from .codec import adaptive, bounded, entropy
 from .codec.normalize import Normalization
 from .codec.tile import tile, untile
 from .container import ArrayEntry, CodecParams, Figures, ModelRef
@@ -110,10 +110,15 @@ def _latents(x: np.ndarray, d: int, models: Models, name: str):
     tiles = tile(norm.forward(x_b), model.tile)
     with progress.bar(tiles.shape[0], f"encode {name}".strip()) as advance:
         y_hat = model.encode(tiles, advance)
-    data, n_escapes = entropy.encode(y_hat, model.tables)
-    x_hat = _reconstruct(model, norm, y_hat, x_b.shape, name).reshape(x.shape)
     fields = dict(ndim=d, tile=model.tile, offset=norm.offset, scale=norm.scale, latent_shape=list(y_hat.shape),
-                  symbols_crc32=_crc(y_hat), escapes=n_escapes)
+                  symbols_crc32=_crc(y_hat))
+    data, n_escapes = entropy.encode(y_hat, model.tables)
+    learned, n_learned, radii = adaptive.encode_channels(y_hat, model.tables)
+    if len(learned) < len(data):  # the array's latents are unlike the training data's: learn their statistics
+        data, fields = learned, dict(fields, escapes=n_learned, latent_coding="adaptive", latent_radii=radii)
+    else:
+        fields["escapes"] = n_escapes
+    x_hat = _reconstruct(model, norm, y_hat, x_b.shape, name).reshape(x.shape)
     return fields, model, np.frombuffer(data, dtype=np.uint8), x_hat
 
 
@@ -139,7 +144,10 @@ def _latents_back(entry: ArrayEntry, models: Models, refs) -> np.ndarray:
     latent_shape = tuple(int(n) for n in c.latent_shape)
     if latent_shape != model.latent_shape(n_tiles) or c.tile != model.tile:
         raise ContainerError(f"array {entry.name!r}: latent shape {latent_shape} does not fit model {model.name}")
-    y_hat = entropy.decode(stream.tobytes(), c.escapes, model.tables, latent_shape)
+    if c.latent_coding == "adaptive":
+        y_hat = adaptive.decode_channels(stream.tobytes(), c.escapes, c.latent_radii, latent_shape, model.tables)
+    else:
+        y_hat = entropy.decode(stream.tobytes(), c.escapes, model.tables, latent_shape)
     if _crc(y_hat) != c.symbols_crc32:
         raise ChecksumError(f"array {entry.name!r}: decoded latents fail their checksum; the container is corrupted")
     norm = Normalization(offset=c.offset, scale=c.scale)

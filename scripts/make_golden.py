@@ -35,6 +35,9 @@ def main() -> None:
     cases["constant"] = np.full((8, 9), -2.5, dtype=np.float64)
     cases["raw"] = np.array([0.5, 1e-30, -3.0e30, 7.0], dtype=np.float32)
     bounded = {}
+    # latents coded with counts learned from the array (seeded by the model's tables)
+    bounded["latent-adaptive-1d"] = (sample_field((5000,), slope=-2, seed=60) * 3, {})
+    bounded["latent-adaptive-2d"] = (sample_field((40, 60), slope=-4, seed=60) * 3, {})
     with_nan = sample_field((50, 60), seed=50) * 3
     with_nan[5, 5], with_nan[7, :3], with_nan[-1, -1] = np.nan, np.inf, -np.inf
     bounded["bounded-abs-nan"] = (with_nan, {"abs": 1e-3})

@@ -24,6 +24,7 @@ from .entropy import Tables
 MAX_RADIUS = 32767
 FULL_RADIUS = 1024  # up to this every code gets a table entry; beyond, rare codes are escaped
 FIRST_CHUNK, LAST_CHUNK = 32, 65536
+PRIOR_MASS = 256  # how many symbols a model's table is worth when it seeds the counts
 
 
 def _chunks(n: int) -> Iterator[tuple[int, int]]:
@@ -51,6 +52,25 @@ class _Counts:
         self.values[MAX_RADIUS - r : MAX_RADIUS + r + 1] += n[: k - 1]
         self.escapes += int(n[k - 1])
 
+    def copy(self) -> _Counts:
+        c = _Counts()
+        c.values, c.escapes = self.values.copy(), self.escapes
+        return c
+
+    @classmethod
+    def prior(cls, weights: np.ndarray, lo: int, mass: int = PRIOR_MASS) -> _Counts:
+        """Counts worth ``mass`` symbols distributed like a table row (entries from ``lo``,
+        the last one the escape), in integers: the same on every machine."""
+        w = np.asarray(weights, dtype=np.int64)
+        scaled = w * mass // max(1, int(w.sum()))
+        c = cls()
+        inside = scaled[:-1]
+        first = lo + MAX_RADIUS
+        keep = slice(max(0, -first), max(0, min(len(inside), 2 * MAX_RADIUS + 1 - first)))
+        c.values[first + keep.start : first + keep.stop] = inside[keep]
+        c.escapes = int(scaled[-1])
+        return c
+
     def next_sequence(self) -> None:
         self.values //= 2
         self.escapes //= 2
@@ -74,14 +94,17 @@ def radius_of(codes: np.ndarray) -> int:
     return r if r <= FULL_RADIUS else max(FULL_RADIUS, int(np.quantile(magnitude, 0.999)))
 
 
-def encode(steps: Sequence[tuple[np.ndarray, np.ndarray]], n_contexts: int) -> tuple[bytes, int, list[int]]:
+def encode(steps: Sequence[tuple[np.ndarray, np.ndarray]], n_contexts: int,
+           priors: Sequence[_Counts] | None = None) -> tuple[bytes, int, list[int]]:
     """Code (codes, contexts) of each step: within a step the codes of each context in
     turn, each context with its own counts. Returns the stream (32-bit words, then the
     escaped codes as int32, little-endian), the number of escaped codes, and each step's radius."""
     coder = constriction.stream.queue.RangeEncoder()
     escaped, radii = [], []
     counts = [_Counts() for _ in range(n_contexts)]
-    for codes, contexts in steps:
+    for i, (codes, contexts) in enumerate(steps):
+        if priors is not None:  # each step starts from its own prior (one context)
+            counts = [priors[i].copy()]
         r = radius_of(codes)
         radii.append(r)
         k = 2 * r + 2
@@ -105,7 +128,8 @@ def encode(steps: Sequence[tuple[np.ndarray, np.ndarray]], n_contexts: int) -> t
 class Decoder:
     """Decodes one step at a time, as the residual decoder learns each step's contexts."""
 
-    def __init__(self, stream: bytes, n_escapes: int, radii: Sequence[int], n_contexts: int):
+    def __init__(self, stream: bytes, n_escapes: int, radii: Sequence[int], n_contexts: int,
+                 priors: Sequence[_Counts] | None = None):
         if len(stream) % 4 or not 0 <= 4 * n_escapes <= len(stream):
             raise ContainerError("residual stream does not fit its escape count; the container is corrupted")
         if any(not 0 <= r <= MAX_RADIUS for r in radii):
@@ -115,11 +139,14 @@ class Decoder:
         self.escaped = np.frombuffer(stream[split:], "<i4").astype(np.int32)
         self.used, self.radii = 0, list(radii)
         self.counts = [_Counts() for _ in range(n_contexts)]
+        self.priors = priors
 
     def read(self, step: int, contexts: np.ndarray) -> np.ndarray:
         if step >= len(self.radii):
             raise ContainerError("the residual stream has fewer steps than the array needs; the container is corrupted")
         r = self.radii[step]
+        if self.priors is not None:
+            self.counts = [self.priors[step].copy()]
         k = 2 * r + 2
         order, bounds = _by_context(contexts, len(self.counts))
         sorted_codes = np.empty(contexts.size, np.int64)
@@ -145,3 +172,31 @@ class Decoder:
     def finish(self) -> None:
         if self.used != self.escaped.size:
             raise ContainerError("escaped residual codes left over; the container is corrupted")
+
+
+def _priors(tables) -> list[_Counts]:
+    return [_Counts.prior(row, int(lo)) for row, lo in zip(tables.weights, tables.lo)]
+
+
+def encode_channels(y_hat: np.ndarray, tables) -> tuple[bytes, int, list[int]]:
+    """Code latents (N, C, ...) channel by channel with counts that start from the model's
+    frozen table (worth PRIOR_MASS symbols) and learn the array's own statistics as they
+    go: for arrays whose latents are distributed unlike the training data's."""
+    c = y_hat.shape[1]
+    per_channel = [np.ascontiguousarray(y_hat[:, ch]).reshape(-1).astype(np.int32) for ch in range(c)]
+    return encode([(v, np.zeros(v.size, np.uint8)) for v in per_channel], 1, _priors(tables))
+
+
+def decode_channels(stream: bytes, n_escapes: int, radii: Sequence[int], shape: tuple[int, ...],
+                    tables) -> np.ndarray:
+    """Invert :func:`encode_channels` for latents of ``shape`` (N, C, ...)."""
+    n, c = shape[0], shape[1]
+    if len(radii) != c:
+        raise ContainerError("the latent table radii do not match the latent channels; the container is corrupted")
+    per_channel = int(np.prod(shape, dtype=np.int64)) // max(1, c)
+    decoder = Decoder(stream, n_escapes, radii, 1, _priors(tables))
+    y_hat = np.empty((c, n) + tuple(shape[2:]), np.int32)
+    for ch in range(c):
+        y_hat[ch] = decoder.read(ch, np.zeros(per_channel, np.uint8)).reshape((n,) + tuple(shape[2:]))
+    decoder.finish()
+    return np.ascontiguousarray(y_hat.swapaxes(0, 1))

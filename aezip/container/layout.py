@@ -147,7 +147,9 @@ class CodecParams(_Record):
     sum and sum of squares of that prediction for the decoder to compare; ``integer``:
     integer residual coding (step 2 floor(bound) + 1, predictions rounded), used for
     integer dtypes and for floats holding only integers; ``fill_values``: the values the
-    source declared missing, kept exactly and left out of every figure.
+    source declared missing, kept exactly and left out of every figure; ``latent_coding``:
+    "tables" (the model's frozen integer tables) or "adaptive" (counts learned while coding,
+    one sequence per latent channel with table radii ``latent_radii``), whichever was smaller.
     ``symbols_crc32`` is the CRC-32 of the decoded latents (int32, little-endian, C order);
     the stream's last ``escapes`` int32 values are the escaped latents;
     ``model`` indexes the container's model list (-1: no model).
@@ -158,7 +160,8 @@ class CodecParams(_Record):
         "storage": "str", "ndim": "int", "tile": "int", "offset": "number", "scale": "number", "latent_shape": "ints",
         "symbols_crc32": "int", "escapes": "int", "model": "int", "mode": "str", "bound": "number", "levels": "int",
         "radii": "ints", "predictors": "ints", "residual_escapes": "int", "base": "str", "margin": "number",
-        "base_check": "numbers", "integer": "bool", "fill_values": "numbers"}
+        "base_check": "numbers", "integer": "bool", "fill_values": "numbers", "latent_coding": "str",
+        "latent_radii": "ints"}
 
     storage: str
     ndim: int = 0
@@ -180,6 +183,8 @@ class CodecParams(_Record):
     base_check: list = field(default_factory=list)
     integer: bool = False
     fill_values: list = field(default_factory=list)
+    latent_coding: str = "tables"
+    latent_radii: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.storage not in STORAGES:
@@ -195,6 +200,8 @@ class CodecParams(_Record):
             raise ValueError(f"{self.levels} interpolation levels")
         if self.base not in ("none", "model") or self.escapes < 0 or self.residual_escapes < 0:
             raise ValueError("invalid base or escape count")
+        if self.latent_coding not in ("tables", "adaptive"):
+            raise ContainerError(f"latents coded as {self.latent_coding!r}, which this aezip does not know: upgrade aezip")
 
 
 
