@@ -366,7 +366,9 @@ def _cmd_models(a) -> dict:
             s = m["summary"]
             print(f"{m['name']:24s} {m['config']['ndim']}-D  {m['where']:7s}{' default' if m['default'] else '        '}"
                   f"  val PSNR {s.get('val_psnr_normalized', float('nan')):.2f} dB  "
-                  f"{s.get('val_bits_per_value', float('nan')):.3f} bits/value")
+                  f"{s.get('val_bits_per_value', float('nan')):.3f} bits/value  "
+                  f"({'held-out tiles' if s.get('validation') == 'held-out' else 'tiles of the training data'}, "
+                  f"{s.get('steps', '?')} steps)")
         print(f"(user models folder: {user_model_dir()})")
     return {"models": [{k: m[k] for k in ("name", "id", "where", "default", "path", "summary")} for m in models]}
 

@@ -33,7 +33,7 @@ from aezip.model.registry import BUILTIN_DIR  # noqa: E402
 DATA = os.path.join(ROOT, "..", "shared", "data")
 REAL = {1: ["goes15_xrs_long_1d"], 2: ["mpl_topobathy_2d", "mpl_jacksboro_dem_2d", "skimage_camera_2d",
                                        "pydicom_ct_small_2d"], 3: ["nibabel_fmri_vol0_3d"]}
-STEPS = {1: 3000, 2: 4000, 3: 1500}
+STEPS = {1: 8000, 2: 12000, 3: 1500}  # the steps of the current defaults (3-D: still the first model)
 BATCH = {1: 16, 2: 16, 3: 8}
 
 
