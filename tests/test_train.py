@@ -185,7 +185,7 @@ def test_api_defaults_still_work():
 def test_torchrun_two_processes(tmp_path, src):
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
     model = tmp_path / "m.h5"
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "aezip", "train",
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "aezip", "train",
                         str(src), "-o", str(model), "--max-steps", "10", "--batch-size", "2", "--device", "cpu",
                         "--json"], check=False, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
