@@ -33,7 +33,7 @@ from aezip.model.registry import BUILTIN_DIR  # noqa: E402
 DATA = os.path.join(ROOT, "..", "shared", "data")
 REAL = {1: ["goes15_xrs_long_1d"], 2: ["mpl_topobathy_2d", "mpl_jacksboro_dem_2d", "skimage_camera_2d",
                                        "pydicom_ct_small_2d"], 3: ["nibabel_fmri_vol0_3d"]}
-STEPS = {1: 8000, 2: 12000, 3: 1500}  # the steps of the current defaults (3-D: still the first model)
+STEPS = {1: 8000, 2: 12000, 3: 4000}  # the steps of the current defaults
 BATCH = {1: 16, 2: 16, 3: 8}
 
 
