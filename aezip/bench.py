@@ -27,7 +27,7 @@ import numpy as np
 from . import progress
 from .errors import UsageError
 from .fileutil import atomic_output, check_writable
-from .metrics import Quality, valid_mask, value_range
+from .metrics import Quality, bits_per_value, ratio, valid_mask, value_range
 
 DEFAULT_RELS = (1e-2, 1e-3, 1e-4)
 COMPRESSORS = ("sz3", "zfp", "zstd")  # what --against may name; aezip always runs
@@ -68,11 +68,11 @@ class Row:
 
     @property
     def ratio(self) -> float:
-        return self.original_bytes / self.compressed_bytes if self.compressed_bytes else math.inf
+        return ratio(self.original_bytes, self.compressed_bytes)
 
     @property
     def bits_per_value(self) -> float:
-        return 8 * self.compressed_bytes / self.n_values if self.n_values else 0.0
+        return bits_per_value(self.compressed_bytes, self.n_values)
 
     @property
     def max_err_over_bound(self) -> float | None:
@@ -333,10 +333,10 @@ def geometric_means(rows: Sequence[Row]) -> list[tuple[float, float, int]]:
     """(rel, geometric mean of aezip ratio / SZ3 ratio, arrays) for each bound where both ran."""
     by = {(r.array, r.rel, r.compressor): r.ratio for r in rows if r.rel is not None}
     logs: dict[float, list[float]] = {}
-    for (array, rel, comp), ratio in by.items():
+    for (array, rel, comp), cr in by.items():
         sz = by.get((array, rel, "sz3"))
-        if comp == "aezip" and sz is not None and 0 < ratio < math.inf and 0 < sz < math.inf:
-            logs.setdefault(rel, []).append(math.log(ratio / sz))
+        if comp == "aezip" and sz is not None and 0 < cr < math.inf and 0 < sz < math.inf:
+            logs.setdefault(rel, []).append(math.log(cr / sz))
     return [(rel, math.exp(sum(v) / len(v)), len(v)) for rel, v in logs.items()]
 
 
