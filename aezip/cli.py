@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(about 0.2 MB for the 2-D model, counted in the ratio: measured to pay from about 64 MB "
                         "of float32, not at 17 MB; see the README)")
     c.add_argument("--fit-steps", type=int, default=300, metavar="N", help="training steps of --fit (default 300)")
-    c.add_argument("--memory", type=_bytes, default=api_default_memory(), metavar="SIZE",
+    c.add_argument("--memory", type=_bytes, metavar="SIZE",
                    help="memory the coders may use (default 1G); larger arrays are coded in slabs along axis 0")
     b = c.add_argument_group("error bounds (at most one; without: the plain learned mode, error measured "
                              "not guaranteed; integer arrays are then coded losslessly)")
@@ -160,10 +160,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def api_default_memory() -> int:
-    return 1 << 30  # aezip.api.DEFAULT_MEMORY, without importing the codec for --help
-
-
 def _fmt(v, spec=".4g") -> str:
     return "exact" if v is None else format(v, spec)
 
@@ -207,7 +203,8 @@ def _cmd_compress(a) -> dict:
 
     r = api.compress(a.input, a.output, model=a.model, ndim=a.ndim, device=a.device, key=a.key,
                      shape=a.shape, dtype=a.dtype, force=a.force, abs=a.abs, rel=a.rel, psnr=a.psnr,
-                     pw_rel=a.pw_rel, memory=a.memory, threads=a.threads, fit=a.fit, fit_steps=a.fit_steps)
+                     pw_rel=a.pw_rel, memory=api.DEFAULT_MEMORY if a.memory is None else a.memory, threads=a.threads, fit=a.fit,
+                     fit_steps=a.fit_steps)
     return _emit(a, r, "compressed")
 
 
