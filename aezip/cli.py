@@ -203,8 +203,8 @@ def _cmd_compress(a) -> dict:
 
     r = api.compress(a.input, a.output, model=a.model, ndim=a.ndim, device=a.device, key=a.key,
                      shape=a.shape, dtype=a.dtype, force=a.force, abs=a.abs, rel=a.rel, psnr=a.psnr,
-                     pw_rel=a.pw_rel, memory=api.DEFAULT_MEMORY if a.memory is None else a.memory, threads=a.threads, fit=a.fit,
-                     fit_steps=a.fit_steps)
+                     pw_rel=a.pw_rel, memory=api.DEFAULT_MEMORY if a.memory is None else a.memory,
+                     threads=a.threads, fit=a.fit, fit_steps=a.fit_steps)
     return _emit(a, r, "compressed")
 
 
