@@ -112,11 +112,14 @@ def context(r_hat: np.ndarray, q_mag: np.ndarray, s: int, axis: int, step: float
     classes). Only comparisons of exactly computed values and integers, so encoder and
     decoder agree on every machine."""
     g = np.abs(_pair(r_hat, s, axis, np.subtract))
-    q = _pair(q_mag, s, axis, np.add)
-    activity = np.minimum(q, 3).astype(np.uint8)
-    activity = np.where(activity == 2, 1, np.where(activity == 3, 2, activity))
-    thresholds = np.array(CONTEXT_STEPS) * step  # exact: powers of two times the step
-    return np.digitize(g, thresholds).astype(np.uint8) * ACTIVITY + activity
+    q = _pair(q_mag, s, axis, np.add)  # 0..6
+    bins = np.zeros(g.shape, np.uint8)
+    for c in CONTEXT_STEPS:  # the number of thresholds at or below g (exact: powers of two times the step)
+        bins += g >= c * step
+    return bins * ACTIVITY + _ACTIVITY_CLASS[q]
+
+
+_ACTIVITY_CLASS = np.array([0, 1, 1, 2, 2, 2, 2], np.uint8)  # |q| + |q'| (each at most 3) -> 0, 1-2, 3+
 
 
 def _pair(f: np.ndarray, s: int, axis: int, op) -> np.ndarray:
@@ -155,8 +158,8 @@ def neighbour_mean(x_hat: np.ndarray, s: int, axis: int) -> np.ndarray:
     offsets = [{axis: -s}, {axis: s}] + [
         {b: db, axis: da} for b in range(x_hat.ndim) if b != axis
         for db in ((-s, s) if b < axis else (-2 * s, 2 * s)) for da in (-s, s)]
-    total = np.zeros(x_hat[t].shape)
-    count = np.zeros(total.shape)
+    total = None
+    count = np.zeros(x_hat[t].shape, np.uint8)
     for off in offsets:  # plain slices: the neighbours inside the array form a box of targets
         src, dst = [], []
         for a, (sl, n) in enumerate(zip(t, x_hat.shape)):
@@ -167,7 +170,10 @@ def neighbour_mean(x_hat: np.ndarray, s: int, axis: int) -> np.ndarray:
             src.append(slice(start + d + k_lo * step, start + d + (k_hi - 1) * step + 1, step))
             dst.append(slice(k_lo, k_hi))
         if all(d.stop > d.start for d in dst):
-            total[tuple(dst)] += x_hat[tuple(src)]
+            if total is None:  # the first neighbour (-s along the axis) exists for every target
+                total = x_hat[tuple(src)] + 0.0  # as 0.0 + value: -0.0 becomes 0.0
+            else:
+                total[tuple(dst)] += x_hat[tuple(src)]
             count[tuple(dst)] += 1
     return total / count
 
@@ -208,6 +214,41 @@ def _cost(q: np.ndarray) -> float:
     return float(-(counts * np.log2(counts / counts.sum())).sum())
 
 
+SAMPLE = 65536  # about how many targets a pass's predictor is chosen on
+BANDS = 4  # ... taken from this many bands across the leading axis
+
+
+def _choose(r: np.ndarray, r_hat: np.ndarray, pas: tuple[int, int], step: float, integer: bool) -> int:
+    """The predictor (CUBIC, LINEAR or MEAN) whose codes for the targets of pass ``pas``
+    have the lowest entropy; at loose bounds the neighbours' quantization noise favours
+    the linear or the mean. Judged on every target of a small pass, else on bands of the
+    leading axis, each predicted as if it were the whole array (a band's worth of work)."""
+    s, axis = pas
+    n0 = r.shape[0]
+    size = math.prod(len(range(*sl.indices(n))) for sl, n in zip(_targets(r.shape, s, axis), r.shape))
+    if size <= 2 * SAMPLE:
+        bands = [(0, n0)]
+    else:
+        h = 2 * s * math.ceil(n0 * SAMPLE / (BANDS * size) / (2 * s))  # rows per band, a multiple of 2s
+        bands = [(a, min(n0, a + max(h, 4 * s))) for a in sorted({i * n0 // BANDS // (2 * s) * (2 * s)
+                                                                  for i in range(BANDS)})]
+    q = [[], [], []]
+    for a, b in bands:  # with 4s rows of neighbours either side, cubic's and the mean's reach
+        lo, hi = max(0, a - 4 * s), min(n0, b + 4 * s)
+        sub_hat = r_hat[lo:hi]
+        t = _targets(sub_hat.shape, s, axis)
+        rows = np.arange(lo, hi)[t[0]]
+        inside = (rows >= a) & (rows < b)
+        target = r[lo:hi][t][inside]
+        candidates = list(predictions(sub_hat, s, axis))[::-1]  # CUBIC, LINEAR
+        if r.ndim > 1:
+            candidates.append(neighbour_mean(sub_hat, s, axis))  # MEAN
+        for i, p in enumerate(candidates):
+            p = p[inside]
+            q[i].append(np.rint((target - (np.rint(p) if integer else p)) / step).reshape(-1))
+    return int(np.argmin([_cost(np.concatenate(qi)) if qi else np.inf for qi in q]))
+
+
 def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarray | None = None,
            dtype=np.float64, margin: float = 0.0, integer: bool = False) -> tuple[Coded, np.ndarray]:
     """Code field ``x`` (float64 values) within ``e`` of every value; returns the codes and
@@ -224,26 +265,18 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
     r = x if base is None else x - base
     levels = levels_for(x.shape) if levels is None else levels
     r_hat = np.empty_like(r)
-    q_mag = np.zeros(r.shape, np.int32)
+    q_mag = np.zeros(r.shape, np.uint8)
     step = 2.0 * e + 1.0 if integer else 2.0 * e
     cast = np.dtype(dtype)
     codes, contexts, exact, predictors = [], [], [], []
     for t, pas in _steps(x.shape, levels):
         target = r[t]
         contexts.append(_context(r_hat, q_mag, t, pas, step))
-        candidates = [np.zeros(target.shape)] if pas is None else list(predictions(r_hat, *pas))[::-1]
-        if pas is not None and x.ndim > 1:
-            candidates.append(neighbour_mean(r_hat, *pas))  # CUBIC, LINEAR, MEAN
-        if integer:
-            candidates = [np.rint(p) for p in candidates]
-        # at loose bounds the quantization noise of the neighbours favours linear
-        # interpolation; judge by the codes of a sample of the targets
-        k = max(1, target.size // 65536)
-        sample = target.reshape(-1)[::k]
-        costs = [_cost(np.rint((sample - p.reshape(-1)[::k]) / step)) for p in candidates]
-        choice = int(np.argmin(costs))
+        choice = CUBIC if pas is None else _choose(r, r_hat, pas, step, integer)
         predictors.append(choice)
-        p = candidates[choice]
+        p = _prediction(r_hat, t, pas, choice)
+        if integer:
+            p = np.rint(p)
         q = np.rint((target - p) / step)
         ok = np.abs(q) <= QMAX
         q[~ok] = 0.0
@@ -268,11 +301,9 @@ def _context(r_hat: np.ndarray, q_mag: np.ndarray, t, pas, step: float) -> np.nd
 
 
 def _magnitude(codes: np.ndarray) -> np.ndarray:
-    """|code| capped at 3; an exactly stored value (ESCAPE, the most negative int32) counts as 3."""
-    m = np.abs(codes)  # ESCAPE stays negative under abs (int32 wraps) ...
-    np.minimum(m, 3, out=m)
-    m[m < 0] = 3  # ... and is mapped to 3 here
-    return m
+    """|code| capped at 3, as uint8; an exactly stored value (ESCAPE, the most negative
+    int32, which abs leaves negative) counts as 3 through its unsigned view, 2**31."""
+    return np.minimum(np.abs(codes).view(np.uint32), 3).astype(np.uint8)
 
 
 def decode(read: Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray]], shape: tuple[int, ...], e: float,
@@ -281,7 +312,7 @@ def decode(read: Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray]], sha
     exact values (the contexts come from what is already rebuilt). Bit-identical to what
     :func:`encode` returned."""
     r_hat = np.empty(shape, dtype=np.float64)
-    q_mag = np.zeros(shape, np.int32)
+    q_mag = np.zeros(shape, np.uint8)
     step = 2.0 * e + 1.0 if integer else 2.0 * e
     for i, (t, pas) in enumerate(_steps(shape, levels)):
         p = _prediction(r_hat, t, pas, predictors[i])
