@@ -28,7 +28,7 @@ from .codec.normalize import Normalization
 from .codec.tile import tile, untile
 from .container import ArrayEntry, CodecParams, Figures, ModelRef
 from .errors import ChecksumError, ContainerError, UnsupportedDataError, UsageError
-from .metrics import Quality, max_error_ratio, psnr, valid_mask, value_range
+from .metrics import Quality, abs_error_ratio, max_error_ratio, psnr, valid_mask, value_range
 
 INT_LIMIT = 2**53  # integers beyond this are not exact in float64
 DRIFT = 2.0**-16  # allowed drift of the network's output between machines, relative to the half range
@@ -298,14 +298,19 @@ def encode_array(x: np.ndarray, name: str, models: Models | None, ndim: int | No
         x_hat[~valid] = x[~valid]
     if fill_values:
         codec = dataclasses.replace(codec, fill_values=list(fill_values))
-    q = Quality.measure(x, x_hat, valid)
-    q = dataclasses.replace(q, psnr=psnr(q.mse, vrange))
+    q = Quality.measure(x, x_hat, valid, vrange)
     kind = "pw_rel" if bound is not None and bound.mode == "pw_rel" else "abs"
+    if figure_bound is None:
+        ratio = None
+    elif kind == "abs":  # the max error just measured, against the bound
+        ratio = abs_error_ratio(q.max_abs_error, figure_bound)
+    else:
+        ratio = max_error_ratio(x, x_hat, figure_bound, kind, valid)
     figures = Figures(
         original_bytes=int(x.nbytes), coded_bytes=int(sum(s.nbytes for s in streams.values())), mse=q.mse,
         psnr=q.psnr, max_abs_error=q.max_abs_error, value_range=vrange, seconds=round(time.perf_counter() - t0, 6),
         bound=figure_bound, bound_kind=kind,
-        max_error_ratio=None if figure_bound is None else max_error_ratio(x, x_hat, figure_bound, kind, valid),
+        max_error_ratio=ratio,
         invalid_values=int(x.size - np.count_nonzero(valid)),
     )
     entry = ArrayEntry(name=name, shape=tuple(x.shape if full_shape is None else full_shape), dtype=x.dtype.name,

@@ -21,18 +21,26 @@ class Quality:
     max_abs_error: float
 
     @classmethod
-    def measure(cls, x: np.ndarray, x_hat: np.ndarray, valid: np.ndarray | None = None) -> Quality:
+    def measure(cls, x: np.ndarray, x_hat: np.ndarray, valid: np.ndarray | None = None,
+                vrange: float | None = None) -> Quality:
         """Over the valid values of x (default: the finite ones); an invalid value (NaN, Inf,
-        a declared fill value) not restored exactly counts as an infinite error."""
+        a declared fill value) not restored exactly counts as an infinite error. The PSNR
+        is relative to ``vrange`` (default: the valid values' range)."""
         if x.shape != x_hat.shape:
             raise ValueError(f"shapes differ: {x.shape} vs {x_hat.shape}")
         valid = valid_mask(x) if valid is None else valid
-        d = x[valid].astype(np.float64) - x_hat[valid].astype(np.float64)
+        d = _valid_values(x, valid).astype(np.float64) - _valid_values(x_hat, valid).astype(np.float64)
         mse = float(np.mean(d * d)) if d.size else 0.0
-        max_err = float(np.max(np.abs(d))) if d.size else 0.0
+        np.abs(d, out=d)
+        max_err = float(np.max(d)) if d.size else 0.0
         if not _same_invalid(x, x_hat, valid):
             max_err = mse = math.inf
-        return cls(mse=mse, psnr=psnr(mse, value_range(x, valid)), max_abs_error=max_err)
+        return cls(mse=mse, psnr=psnr(mse, value_range(x, valid) if vrange is None else vrange), max_abs_error=max_err)
+
+
+def _valid_values(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """x[valid], without the copy when every value is valid."""
+    return x.reshape(-1) if valid.all() else x[valid]
 
 
 def valid_mask(x: np.ndarray, fill_values=()) -> np.ndarray:
@@ -55,7 +63,7 @@ def _same_invalid(x: np.ndarray, x_hat: np.ndarray, valid: np.ndarray) -> bool:
 
 def value_range(x: np.ndarray, valid: np.ndarray | None = None) -> float:
     """max - min of the valid values (0 for none)."""
-    v = x[valid_mask(x) if valid is None else valid]
+    v = _valid_values(x, valid_mask(x) if valid is None else valid)
     return float(np.max(v)) - float(np.min(v)) if v.size else 0.0
 
 
@@ -65,15 +73,21 @@ def max_error_ratio(x: np.ndarray, x_hat: np.ndarray, bound: float, kind: str,
     valid = valid_mask(x) if valid is None else valid
     if not _same_invalid(x, x_hat, valid):
         return math.inf
-    d = np.abs(x[valid].astype(np.float64) - x_hat[valid].astype(np.float64))
+    x_v = _valid_values(x, valid).astype(np.float64)
+    d = np.abs(x_v - _valid_values(x_hat, valid).astype(np.float64))
     if d.size == 0:
         return 0.0
     if kind == "pw_rel":
-        scale = bound * np.abs(x[valid].astype(np.float64))
+        scale = bound * np.abs(x_v)
         with np.errstate(divide="ignore", invalid="ignore"):
             r = np.where(d == 0, 0.0, d / scale)
         return float(np.max(r))
-    return float(np.max(d)) / bound if bound > 0 else (0.0 if np.max(d) == 0 else math.inf)
+    return abs_error_ratio(float(np.max(d)), bound)
+
+
+def abs_error_ratio(max_abs_error: float, bound: float) -> float:
+    """max |x - x_hat| / bound, with a zero bound met exactly giving 0."""
+    return max_abs_error / bound if bound > 0 else (0.0 if max_abs_error == 0 else math.inf)
 
 
 class Accumulator:
@@ -87,17 +101,19 @@ class Accumulator:
         self.lo, self.hi = math.inf, -math.inf
 
     def add(self, x: np.ndarray, x_hat: np.ndarray, valid: np.ndarray, bound: float | None = None) -> None:
-        q = Quality.measure(x, x_hat, valid)
         n = int(np.count_nonzero(valid))
         if n:
-            v = x[valid]
+            v = _valid_values(x, valid)
             self.lo, self.hi = min(self.lo, float(v.min())), max(self.hi, float(v.max()))
+        q = Quality.measure(x, x_hat, valid, vrange=0.0)  # the PSNR comes from the whole array's range
         self.n += n
         self.sse += q.mse * n if math.isfinite(q.mse) else math.inf
         self.max_err = max(self.max_err, q.max_abs_error)
         if bound is not None:
             self.bounded = True
-            self.ratio = max(self.ratio, max_error_ratio(x, x_hat, bound, self.kind, valid))
+            ratio = (abs_error_ratio(q.max_abs_error, bound) if self.kind == "abs"
+                     else max_error_ratio(x, x_hat, bound, self.kind, valid))
+            self.ratio = max(self.ratio, ratio)
 
     def result(self) -> tuple[Quality, float | None]:
         mse = self.sse / self.n if self.n else 0.0
