@@ -32,12 +32,23 @@ def slab_rows(shape: tuple[int, ...], memory: int, workers: int = 1) -> int:
     bytes, and a large array gets at least one slab per worker."""
     row_values = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
     n = shape[0]
-    rows = max(1, memory // (max(1, workers) * CODING_BYTES_PER_VALUE * row_values))
-    rows = rows - rows % 64 if rows >= 128 else rows  # whole tiles and interpolation grids where possible
+    cap = max(1, memory // (max(1, workers) * CODING_BYTES_PER_VALUE * row_values))
+    rows = _whole_grids(cap, cap)
     if workers > 1 and n * row_values > PARALLEL_VALUES:
-        share = -(-n // workers)
-        rows = min(rows, share + (-share % 64) if share >= 128 else share)
+        # a multiple of ``workers`` slabs of equal size, so that no thread waits on a last odd slab
+        k = -(-n // min(rows, n))
+        k += -k % workers
+        rows = _whole_grids(-(-n // k), cap)
     return min(rows, n)
+
+
+def _whole_grids(rows: int, cap: int) -> int:
+    """``rows`` as a multiple of 64 (whole tiles and interpolation grids) where it is large
+    enough: rounded up if that stays within ``cap``, else down."""
+    if rows < 128:
+        return rows
+    up = rows + (-rows % 64)
+    return up if up <= cap else rows - rows % 64
 
 
 def in_order(func, items, workers: int):

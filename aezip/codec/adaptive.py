@@ -4,7 +4,7 @@ Each sequence (one per coding step of the residual coder) is coded in chunks of
 growing size (32, 64, ... up to 65536 symbols). A chunk is coded with a table made
 from integer counts of the symbols coded before it (weight 16 per occurrence, plus one
 so that every symbol stays codable); the decoder rebuilds the same integer table from
-the same counts before decoding the chunk (see :meth:`Tables.from_counts`). Counts are
+the same counts before decoding the chunk (see :func:`entropy.quantize`). Counts are
 kept per value and carried, halved, from one sequence to the next, so a sequence starts
 from its predecessor's statistics (neighbouring levels look alike). Symbols cover
 ``[-radius, radius]`` with ``radius`` chosen per sequence by the encoder (at most
@@ -19,7 +19,7 @@ import constriction
 import numpy as np
 
 from ..errors import ContainerError
-from .entropy import Tables
+from .entropy import quantize
 
 MAX_RADIUS = 32767
 FULL_RADIUS = 1024  # up to this every code gets a table entry; beyond, rare codes are escaped
@@ -40,21 +40,27 @@ class _Counts:
     def __init__(self) -> None:
         self.values = np.zeros(2 * MAX_RADIUS + 1, np.int64)
         self.escapes = 0
+        self.reach = 0  # values beyond [-reach, reach] are 0
 
     def model(self, r: int):
-        inside = self.values[MAX_RADIUS - r : MAX_RADIUS + r + 1]
-        t = Tables.from_counts(16 * inside[None] + 1, np.array([-r]), np.array([16 * self.escapes + 1]))
-        return constriction.stream.model.Categorical(t.weights[0].astype(np.float64), perfect=False)
+        """The table of Tables.from_counts(16 counts + 1, escape 16 escapes + 1), built directly."""
+        p = np.empty((1, 2 * r + 2))
+        p[0, :-1] = self.values[MAX_RADIUS - r : MAX_RADIUS + r + 1]
+        p[0, -1] = self.escapes
+        p *= 16
+        p += 1
+        return constriction.stream.model.Categorical(quantize(p)[0].astype(np.float64), perfect=False)
 
     def add(self, symbols: np.ndarray, r: int) -> None:
         k = 2 * r + 2
         n = np.bincount(symbols, minlength=k)
         self.values[MAX_RADIUS - r : MAX_RADIUS + r + 1] += n[: k - 1]
         self.escapes += int(n[k - 1])
+        self.reach = max(self.reach, r)
 
     def copy(self) -> _Counts:
         c = _Counts()
-        c.values, c.escapes = self.values.copy(), self.escapes
+        c.values, c.escapes, c.reach = self.values.copy(), self.escapes, self.reach
         return c
 
     @classmethod
@@ -69,10 +75,11 @@ class _Counts:
         keep = slice(max(0, -first), max(0, min(len(inside), 2 * MAX_RADIUS + 1 - first)))
         c.values[first + keep.start : first + keep.stop] = inside[keep]
         c.escapes = int(scaled[-1])
+        c.reach = MAX_RADIUS
         return c
 
     def next_sequence(self) -> None:
-        self.values //= 2
+        self.values[MAX_RADIUS - self.reach : MAX_RADIUS + self.reach + 1] //= 2
         self.escapes //= 2
 
 

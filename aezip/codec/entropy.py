@@ -55,16 +55,21 @@ class Tables:
         on every machine (the adaptive coder rebuilds tables while decoding).
         """
         counts = np.asarray(counts, dtype=np.float64)
-        c, k1 = counts.shape
-        k = k1 + 1
+        c = counts.shape[0]
         esc = np.ones((c, 1)) if escape is None else np.asarray(escape, dtype=np.float64).reshape(c, 1)
-        p = np.concatenate([counts, esc], axis=1)
-        p /= p.sum(axis=1, keepdims=True)
-        budget = TOTAL - k
-        w = np.floor(p * budget).astype(np.int64)
-        # hand the rounding remainder to the most probable entry: exact sum, deterministic
-        w[np.arange(c), w.argmax(axis=1)] += budget - w.sum(axis=1)
-        return cls(lo=np.asarray(lo, dtype=np.int64), weights=w)
+        return cls(lo=np.asarray(lo, dtype=np.int64), weights=quantize(np.concatenate([counts, esc], axis=1)))
+
+
+def quantize(p: np.ndarray) -> np.ndarray:
+    """Integer weights (C, K) summing to ``2**24 - K`` per row, proportional to the
+    non-negative float64 masses ``p`` (C, K), by IEEE basic operations only (the same
+    on every machine)."""
+    p = p / p.sum(axis=1, keepdims=True)
+    budget = TOTAL - p.shape[1]
+    w = np.floor(p * budget).astype(np.int64)
+    # hand the rounding remainder to the most probable entry: exact sum, deterministic
+    w[np.arange(p.shape[0]), w.argmax(axis=1)] += budget - w.sum(axis=1)
+    return w
 
 
 def _models(tables: Tables) -> list:

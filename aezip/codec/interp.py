@@ -137,12 +137,16 @@ def _pair(f: np.ndarray, s: int, axis: int, op) -> np.ndarray:
 
     left = along(0, m)
     n_right = len(range(2 * s, n, 2 * s))
-    right = along(2 * s, n_right)
-    if n_right < m:  # the last target has no right neighbour: compare the left one with itself
-        tail = [slice(None)] * len(shape)
-        tail[axis] = slice(n_right, m)
-        right = np.concatenate([right, left[tuple(tail)]], axis=axis)
-    return op(left, right)
+    if n_right == m:
+        return op(left, along(2 * s, n_right))
+    out = np.empty(left.shape, f.dtype)  # the last target has no right neighbour: its left one twice
+
+    def cut(a: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        return a[tuple(slice(lo, hi) if b == axis else slice(None) for b in range(a.ndim))]
+
+    op(cut(left, 0, n_right), along(2 * s, n_right), out=cut(out, 0, n_right))
+    op(cut(left, n_right, m), cut(left, n_right, m), out=cut(out, n_right, m))
+    return out
 
 
 CUBIC, LINEAR, MEAN = 0, 1, 2  # the predictors a step may use
