@@ -50,6 +50,19 @@ def test_interp_decoder_repeats_the_encoder_bit_for_bit(shape, seed, log_e):
     assert np.all(np.abs(x - r_hat) <= 10.0**log_e)
 
 
+@pytest.mark.parametrize("shape", [(3001,), (97, 131), (21, 33, 40)], ids=str)
+def test_bands_do_not_change_the_coding(shape, monkeypatch):
+    """Coding band by band (to stay in the cache) gives the bits of coding the whole array at once."""
+    x = np.cumsum(np.random.default_rng(3).standard_normal(shape), axis=0)
+    e = 1e-2 * float(np.ptp(x))
+    whole, r_whole = interp.encode(x, e, dtype=np.float32)
+    monkeypatch.setattr(interp, "BAND", 7)
+    banded, r_banded = interp.encode(x, e, dtype=np.float32)
+    assert r_whole.tobytes() == r_banded.tobytes() and whole.predictors == banded.predictors
+    for a, b in zip(whole.codes + whole.contexts + whole.exact, banded.codes + banded.contexts + banded.exact):
+        assert a.tobytes() == b.tobytes()
+
+
 @pytest.mark.parametrize("rel", [1e-2, 1e-3, 1e-4])
 @pytest.mark.parametrize("shape", [(3000,), (97, 131), (20, 33, 40)], ids=str)
 def test_rel_bound_on_smooth_fields(rel, shape, tmp_path):

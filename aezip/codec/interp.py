@@ -253,6 +253,55 @@ def _choose(r: np.ndarray, r_hat: np.ndarray, pas: tuple[int, int], step: float,
     return int(np.argmin([_cost(np.concatenate(qi)) if qi else np.inf for qi in q]))
 
 
+BAND = 1 << 17  # targets handled at once: a band's arrays stay in the processor's cache
+
+
+@dataclass(frozen=True)
+class _Band:
+    """Part of the targets of a pass: rows ``rows`` of the targets (along axis 0), which are
+    rows ``inner`` of the targets of the array's rows ``cut``; ``cut`` holds every neighbour
+    they have (4s rows either side: cubic's reach), so predicting in the cut is exact."""
+
+    cut: slice
+    inner: slice
+    rows: slice
+
+
+def _bands(shape: tuple[int, ...], s: int, axis: int) -> Iterator[_Band]:
+    t = _targets(shape, s, axis)
+    start, step = t[0].start, t[0].step  # targets lie on rows start + k step; cuts start at multiples of 2s
+    n0 = shape[0]
+    m0 = len(range(start, n0, step))
+    per_row = math.prod(len(range(*sl.indices(n))) for sl, n in zip(t[1:], shape[1:]))
+    height = max(2 * s, max(1, BAND // max(1, per_row)) * step // (2 * s) * (2 * s))  # rows, a multiple of 2s
+    for a in range(0, n0, height):
+        b = min(n0, a + height)
+        lo, hi = max(0, a - 4 * s), min(n0, b + 4 * s)
+        g0, g1 = min(m0, -(-(a - start) // step)), min(m0, -(-(b - start) // step))
+        if g1 > g0:
+            yield _Band(cut=slice(lo, hi), inner=slice(g0 - lo // step, g1 - lo // step), rows=slice(g0, g1))
+
+
+def _banded_context(r_hat: np.ndarray, q_mag: np.ndarray, t, pas, step: float) -> np.ndarray:
+    """The contexts of a step (anchors: 0), computed band by band."""
+    out = np.zeros(r_hat[t].shape, np.uint8)
+    if pas is not None:
+        for band in _bands(r_hat.shape, *pas):
+            out[band.rows] = context(r_hat[band.cut], q_mag[band.cut], *pas, step)[band.inner]
+    return out.reshape(-1)
+
+
+def _banded_prediction(r_hat: np.ndarray, t, pas, predictor: int, integer: bool) -> Iterator[tuple[slice, np.ndarray]]:
+    """(rows of the targets, their prediction) of a step, band by band."""
+    if pas is None:
+        yield slice(None), np.zeros(r_hat[t].shape)
+        return
+    for band in _bands(r_hat.shape, *pas):
+        cut = r_hat[band.cut]
+        p = _prediction(cut, _targets(cut.shape, *pas), pas, predictor)[band.inner]
+        yield band.rows, np.rint(p) if integer else p
+
+
 def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarray | None = None,
            dtype=np.float64, margin: float = 0.0, integer: bool = False) -> tuple[Coded, np.ndarray]:
     """Code field ``x`` (float64 values) within ``e`` of every value; returns the codes and
@@ -274,34 +323,33 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
     cast = np.dtype(dtype)
     codes, contexts, exact, predictors = [], [], [], []
     for t, pas in _steps(x.shape, levels):
-        target = r[t]
-        contexts.append(_context(r_hat, q_mag, t, pas, step))
+        contexts.append(_banded_context(r_hat, q_mag, t, pas, step))
         choice = CUBIC if pas is None else _choose(r, r_hat, pas, step, integer)
         predictors.append(choice)
-        p = _prediction(r_hat, t, pas, choice)
-        if integer:
-            p = np.rint(p)
-        q = np.rint((target - p) / step)
-        ok = np.abs(q) <= QMAX
-        q[~ok] = 0.0
-        rec = p + step * q
-        value = rec if base is None else base[t] + rec
-        if cast != np.float64 and not integer:
-            value = value.astype(cast).astype(np.float64)
-        ok &= np.abs(value - x[t]) <= e - margin  # rounding can push a value past the bound
-        rec[~ok] = target[~ok]
-        r_hat[t] = rec
-        c = q.astype(np.int32)
-        c[~ok] = ESCAPE
-        q_mag[t] = _magnitude(c)
-        codes.append(c.reshape(-1))
-        exact.append(target[~ok])
+        r_t, x_t, r_hat_t, q_mag_t = r[t], x[t], r_hat[t], q_mag[t]
+        base_t = None if base is None else base[t]
+        step_codes, step_exact = [], []
+        for rows, p in _banded_prediction(r_hat, t, pas, choice, integer):
+            target = r_t[rows]
+            q = np.rint((target - p) / step)
+            ok = np.abs(q) <= QMAX
+            q[~ok] = 0.0
+            rec = p + step * q
+            value = rec if base_t is None else base_t[rows] + rec
+            if cast != np.float64 and not integer:
+                value = value.astype(cast).astype(np.float64)
+            ok &= np.abs(value - x_t[rows]) <= e - margin  # rounding can push a value past the bound
+            missed = ~ok
+            rec[missed] = target[missed]
+            r_hat_t[rows] = rec
+            c = q.astype(np.int32)
+            c[missed] = ESCAPE
+            q_mag_t[rows] = _magnitude(c)
+            step_codes.append(c.reshape(-1))
+            step_exact.append(target[missed])
+        codes.append(np.concatenate(step_codes) if step_codes else np.zeros(0, np.int32))
+        exact.append(np.concatenate(step_exact) if step_exact else np.zeros(0))
     return Coded(codes=codes, contexts=contexts, exact=exact, levels=levels, predictors=predictors), r_hat
-
-
-def _context(r_hat: np.ndarray, q_mag: np.ndarray, t, pas, step: float) -> np.ndarray:
-    """Anchors share context 0."""
-    return (np.zeros(r_hat[t].shape, np.uint8) if pas is None else context(r_hat, q_mag, *pas, step)).reshape(-1)
 
 
 def _magnitude(codes: np.ndarray) -> np.ndarray:
@@ -319,14 +367,20 @@ def decode(read: Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray]], sha
     q_mag = np.zeros(shape, np.uint8)
     step = 2.0 * e + 1.0 if integer else 2.0 * e
     for i, (t, pas) in enumerate(_steps(shape, levels)):
-        p = _prediction(r_hat, t, pas, predictors[i])
-        if integer:
-            p = np.rint(p)
-        c, ex = read(i, _context(r_hat, q_mag, t, pas, step))
-        c = c.reshape(p.shape)
+        r_hat_t = r_hat[t]
+        c, ex = read(i, _banded_context(r_hat, q_mag, t, pas, step))
+        c = c.reshape(r_hat_t.shape)
         q_mag[t] = _magnitude(c)
-        esc = c == ESCAPE
-        rec = p + step * np.where(esc, 0, c).astype(np.float64)
-        rec[esc] = ex
-        r_hat[t] = rec
+        used = 0
+        for rows, p in _banded_prediction(r_hat, t, pas, predictors[i], integer):
+            c_b = c[rows]
+            esc = c_b == ESCAPE
+            n = int(np.count_nonzero(esc))
+            rec = np.where(esc, 0, c_b).astype(np.float64) if n else c_b.astype(np.float64)
+            rec *= step
+            rec += p  # p + step q, as the encoder computed it
+            if n:
+                rec[esc] = ex[used : used + n]
+                used += n
+            r_hat_t[rows] = rec
     return r_hat
