@@ -64,6 +64,16 @@ def test_tables_sum_exactly():
     assert (t.weights.sum(axis=1) == entropy.TOTAL - t.weights.shape[1]).all()
 
 
+def test_plain_python_tables_equal_numpy_tables(rng):
+    """The adaptive coder builds small tables in plain Python: they must be the numpy ones."""
+    for k in (2, 3, 7, 34, 200):
+        for scale in (1, 1000, 10**9):
+            p = (16 * rng.integers(0, scale, (1, k)) + 1).astype(np.float64)
+            p[0, rng.integers(0, k)] += 16 * scale  # a clear maximum, and sometimes ties
+            assert entropy.quantize_row(p[0].tolist()) == entropy.quantize(p)[0].tolist()
+    assert entropy.quantize_row([1.0, 1.0, 1.0]) == entropy.quantize(np.ones((1, 3)))[0].tolist()
+
+
 def test_damaged_tables_are_refused():
     t = _tables()
     w = t.weights.copy()

@@ -19,11 +19,12 @@ import constriction
 import numpy as np
 
 from ..errors import ContainerError
-from .entropy import quantize
+from .entropy import quantize, quantize_row
 
 MAX_RADIUS = 32767
 FULL_RADIUS = 1024  # up to this every code gets a table entry; beyond, rare codes are escaped
 FIRST_CHUNK, LAST_CHUNK = 32, 65536
+SMALL_RADIUS = 16  # tables up to 2 * 16 + 2 entries are built in plain Python
 PRIOR_MASS = 256  # how many symbols a model's table is worth when it seeds the counts
 
 
@@ -43,9 +44,14 @@ class _Counts:
         self.reach = 0  # values beyond [-reach, reach] are 0
 
     def model(self, r: int):
-        """The table of Tables.from_counts(16 counts + 1, escape 16 escapes + 1), built directly."""
+        """The table of Tables.from_counts(16 counts + 1, escape 16 escapes + 1), built directly
+        (in plain Python for small tables, where numpy's per-call cost would dominate)."""
+        inside = self.values[MAX_RADIUS - r : MAX_RADIUS + r + 1]
+        if r <= SMALL_RADIUS:
+            w = quantize_row([16.0 * v + 1.0 for v in inside.tolist()] + [16.0 * self.escapes + 1.0])
+            return constriction.stream.model.Categorical(np.array(w, np.float64), perfect=False)
         p = np.empty((1, 2 * r + 2))
-        p[0, :-1] = self.values[MAX_RADIUS - r : MAX_RADIUS + r + 1]
+        p[0, :-1] = inside
         p[0, -1] = self.escapes
         p *= 16
         p += 1
@@ -156,25 +162,25 @@ class Decoder:
             self.counts = [self.priors[step].copy()]
         k = 2 * r + 2
         order, bounds = _by_context(contexts, len(self.counts))
-        sorted_codes = np.empty(contexts.size, np.int64)
+        sorted_codes = np.empty(contexts.size, np.int32)
         for ctx, cnt in enumerate(self.counts):
-            lo_c, hi_c = bounds[ctx], bounds[ctx + 1]
-            part = np.empty(hi_c - lo_c, np.int32)
+            part = sorted_codes[bounds[ctx] : bounds[ctx + 1]]
             for lo, hi in _chunks(part.size):
                 part[lo:hi] = self.decoder.decode(cnt.model(r), hi - lo)
                 cnt.add(part[lo:hi], r)
             cnt.next_sequence()
-            values = part.astype(np.int64) - r
             outside = part == k - 1
-            m = int(outside.sum())
-            if self.used + m > self.escaped.size:
-                raise ContainerError("the residual stream needs more escaped codes than stored; the container is corrupted")
-            values[outside] = self.escaped[self.used : self.used + m]
-            self.used += m
-            sorted_codes[lo_c:hi_c] = values
-        codes = np.empty(contexts.size, np.int64)
+            m = int(np.count_nonzero(outside))
+            part -= r
+            if m:
+                if self.used + m > self.escaped.size:
+                    raise ContainerError("the residual stream needs more escaped codes than stored; "
+                                         "the container is corrupted")
+                part[outside] = self.escaped[self.used : self.used + m]
+                self.used += m
+        codes = np.empty(contexts.size, np.int32)
         codes[order] = sorted_codes
-        return codes.astype(np.int32)
+        return codes
 
     def finish(self) -> None:
         if self.used != self.escaped.size:

@@ -14,6 +14,7 @@ Symbol ``v`` of channel ``c`` maps to entry ``v - lo[c]`` when that lies in
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import constriction
@@ -69,6 +70,16 @@ def quantize(p: np.ndarray) -> np.ndarray:
     w = np.floor(p * budget).astype(np.int64)
     # hand the rounding remainder to the most probable entry: exact sum, deterministic
     w[np.arange(p.shape[0]), w.argmax(axis=1)] += budget - w.sum(axis=1)
+    return w
+
+
+def quantize_row(p: list[float]) -> list[int]:
+    """:func:`quantize` of one row, in plain Python floats (IEEE doubles: the same bits).
+    The masses must be integers (their sum is then exact in any order)."""
+    total = sum(p)
+    budget = TOTAL - len(p)
+    w = [math.floor(v / total * budget) for v in p]
+    w[w.index(max(w))] += budget - sum(w)
     return w
 
 
