@@ -211,9 +211,13 @@ def _prediction(x_hat: np.ndarray, t: tuple[slice, ...], step: tuple[int, int] |
     return predict(x_hat, *step, cubic=predictor == CUBIC)
 
 
-def _cost(q: np.ndarray) -> float:
-    """Empirical entropy of codes (bits), clipped to a window: to choose a predictor."""
-    counts = np.bincount(np.clip(q.reshape(-1), -64, 64).astype(np.int64) + 64)
+def _histogram(q: np.ndarray) -> np.ndarray:
+    """Counts of codes, clipped to a window: enough to compare predictors."""
+    return np.bincount(np.clip(q.reshape(-1), -64, 64).astype(np.int64) + 64, minlength=129)
+
+
+def _entropy(counts: np.ndarray) -> float:
+    """Empirical entropy (bits) of the codes counted."""
     counts = counts[counts > 0]
     return float(-(counts * np.log2(counts / counts.sum())).sum())
 
@@ -225,32 +229,32 @@ BANDS = 4  # ... taken from this many bands across the leading axis
 def _choose(r: np.ndarray, r_hat: np.ndarray, pas: tuple[int, int], step: float, integer: bool) -> int:
     """The predictor (CUBIC, LINEAR or MEAN) whose codes for the targets of pass ``pas``
     have the lowest entropy; at loose bounds the neighbours' quantization noise favours
-    the linear or the mean. Judged on every target of a small pass, else on bands of the
-    leading axis, each predicted as if it were the whole array (a band's worth of work)."""
+    the linear or the mean. Judged on bands of the leading axis, each predicted as if it
+    were the whole array (a band's worth of work); on a small or thin array, on every
+    k-th target of the whole array (one candidate at a time, to hold little memory)."""
     s, axis = pas
     n0 = r.shape[0]
     size = math.prod(len(range(*sl.indices(n))) for sl, n in zip(_targets(r.shape, s, axis), r.shape))
-    if size <= 2 * SAMPLE:
-        bands = [(0, n0)]
+    h = 2 * s * math.ceil(n0 * SAMPLE / (BANDS * max(1, size)) / (2 * s))  # rows per band, a multiple of 2s
+    if size <= 2 * SAMPLE or BANDS * (h + 8 * s) >= n0:
+        bands, k = [(0, n0)], max(1, size // SAMPLE)
     else:
-        h = 2 * s * math.ceil(n0 * SAMPLE / (BANDS * size) / (2 * s))  # rows per band, a multiple of 2s
-        bands = [(a, min(n0, a + max(h, 4 * s))) for a in sorted({i * n0 // BANDS // (2 * s) * (2 * s)
-                                                                  for i in range(BANDS)})]
-    q = [[], [], []]
+        bands, k = [(a, a + h) for a in sorted({i * n0 // BANDS // (2 * s) * (2 * s) for i in range(BANDS)})], 1
+    candidates = [lambda x: predict(x, s, axis, cubic=True), lambda x: predict(x, s, axis, cubic=False)]
+    if r.ndim > 1:
+        candidates.append(lambda x: neighbour_mean(x, s, axis))
+    counts = [np.zeros(129, np.int64) for _ in candidates]
     for a, b in bands:  # with 4s rows of neighbours either side, cubic's and the mean's reach
         lo, hi = max(0, a - 4 * s), min(n0, b + 4 * s)
         sub_hat = r_hat[lo:hi]
         t = _targets(sub_hat.shape, s, axis)
         rows = np.arange(lo, hi)[t[0]]
         inside = (rows >= a) & (rows < b)
-        target = r[lo:hi][t][inside]
-        candidates = list(predictions(sub_hat, s, axis))[::-1]  # CUBIC, LINEAR
-        if r.ndim > 1:
-            candidates.append(neighbour_mean(sub_hat, s, axis))  # MEAN
-        for i, p in enumerate(candidates):
-            p = p[inside]
-            q[i].append(np.rint((target - (np.rint(p) if integer else p)) / step).reshape(-1))
-    return int(np.argmin([_cost(np.concatenate(qi)) if qi else np.inf for qi in q]))
+        target = r[lo:hi][t][inside].reshape(-1)[::k]
+        for i, f in enumerate(candidates):
+            p = f(sub_hat)[inside].reshape(-1)[::k]
+            counts[i] += _histogram(np.rint((target - (np.rint(p) if integer else p)) / step))
+    return int(np.argmin([_entropy(c) for c in counts]))
 
 
 BAND = 1 << 17  # targets handled at once: a band's arrays stay in the processor's cache
@@ -273,7 +277,9 @@ def _bands(shape: tuple[int, ...], s: int, axis: int) -> Iterator[_Band]:
     n0 = shape[0]
     m0 = len(range(start, n0, step))
     per_row = math.prod(len(range(*sl.indices(n))) for sl, n in zip(t[1:], shape[1:]))
-    height = max(2 * s, max(1, BAND // max(1, per_row)) * step // (2 * s) * (2 * s))  # rows, a multiple of 2s
+    # rows per band, a multiple of 2s; at least 16s, so that the 4s rows of neighbours either
+    # side cost at most half a band more work (a thin array is one band)
+    height = max(16 * s, max(1, BAND // max(1, per_row)) * step // (2 * s) * (2 * s))
     for a in range(0, n0, height):
         b = min(n0, a + height)
         lo, hi = max(0, a - 4 * s), min(n0, b + 4 * s)
