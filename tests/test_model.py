@@ -46,6 +46,17 @@ def test_changed_weight_changes_identity_and_is_detected(tiny, tmp_path):
         read_model(str(damaged))
 
 
+def test_a_model_file_rewritten_in_place_is_read_again(tmp_path):
+    """Loaded models are cached; a file overwritten at the same path must not come back stale."""
+    import shutil
+
+    path = str(tmp_path / "m.h5")
+    shutil.copy(find_model(ndim=1), path)
+    assert load_model(path).ndim == 1
+    shutil.copy(find_model(ndim=2), path)
+    assert load_model(path).ndim == 2
+
+
 def test_model_file_is_not_a_pickle(tiny):
     assert tiny[0].read_bytes()[:8] == b"\x89HDF\r\n\x1a\n"
 

@@ -92,8 +92,16 @@ def find_model(spec: str | None = None, *, ndim: int | None = None, model_id: st
     return str(BUILTIN_DIR / f"{name}.h5")
 
 
-@functools.lru_cache(maxsize=8)
 def _load(path_or_bytes: str | bytes, device: str) -> Model:
+    """A model from a file or bytes; a file is read again when it changed on disk."""
+    if isinstance(path_or_bytes, bytes):
+        return _read(path_or_bytes, device, None)
+    st = os.stat(path_or_bytes)
+    return _read(path_or_bytes, device, (st.st_mtime_ns, st.st_size, st.st_ino))
+
+
+@functools.lru_cache(maxsize=8)
+def _read(path_or_bytes: str | bytes, device: str, version: tuple | None) -> Model:
     header, tensors, tables, config = read_model(path_or_bytes)
     return Model(
         name=header["name"], id=header["id"], config=ArchConfig.from_dict(config), tensors=tensors,
