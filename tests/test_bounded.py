@@ -193,6 +193,26 @@ def test_model_drift_in_the_full_pipeline(tmp_path, monkeypatch):
         aezip.decompress(p, write=False)
 
 
+def test_model_is_not_run_on_everything_when_a_sample_says_it_cannot_pay(tmp_path, monkeypatch):
+    """A smooth field at a loose bound: interpolation costs a few bytes, the model's latents
+    alone cost more; a sample of tiles shows it, and the model never sees the whole array."""
+    from aezip import coding
+
+    monkeypatch.setattr(coding, "_model_may_pay", lambda *a: True)
+    x = sample_field((256, 256), seed=8)
+    classical = len(bounded.encode(x.astype(np.float64), 1e-2 * float(np.ptp(x)), dtype=np.float32,
+                                   integer=False)[0].stream)
+    estimate = coding.sampled_model_bytes(x, 2, coding.Models(None, "cpu").for_ndim(2), 1e-2 * float(np.ptp(x)))
+    assert estimate > coding.MAY_PAY * classical
+
+    def whole_array(*a, **k):
+        raise AssertionError("the model ran on the whole array")
+
+    monkeypatch.setattr(coding, "_latents", whole_array)
+    r = aezip.compress(x, str(tmp_path / "x.aez"), rel=1e-2)
+    assert r.max_error_ratio <= 1
+
+
 def test_float32_rounding_near_the_bound(tmp_path):
     """Large values with a bound near float32's spacing: the cast must not break it."""
     x = (np.linspace(1e6, 1e6 + 1, 4000) + np.sin(np.arange(4000))).astype(np.float32)
