@@ -183,10 +183,10 @@ def _model_may_pay(model, n_values: int, classical: int, e: float, scale: float)
 
 
 # The model is tried when its estimated cost is below MAY_PAY times the classical one (on
-# the development arrays the estimate was at most 1.6 times the real cost: interpolating
+# the development arrays the estimate was at most 1.7 times the real cost: interpolating
 # the residual does better than its zeroth-order entropy).
 MAY_PAY = 2.0
-SAMPLE_VALUES = 1 << 18  # values the model is run on for that estimate
+SAMPLE_VALUES = 1 << 16  # values the model is run on for that estimate
 
 
 def sampled_model_bytes(x: np.ndarray, d: int, model, e: float) -> float:
