@@ -53,14 +53,32 @@ def test_interp_decoder_repeats_the_encoder_bit_for_bit(shape, seed, log_e):
 @pytest.mark.parametrize("shape", [(3001,), (97, 131), (21, 33, 40)], ids=str)
 def test_bands_do_not_change_the_coding(shape, monkeypatch):
     """Coding band by band (to stay in the cache) gives the bits of coding the whole array at once."""
-    x = np.cumsum(np.random.default_rng(3).standard_normal(shape), axis=0)
-    e = 1e-2 * float(np.ptp(x))
+    _same_coding_in_bands(shape, 3, 1e-2, monkeypatch)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(shape=st.lists(st.integers(1, 70), min_size=1, max_size=3).map(tuple), seed=st.integers(0, 2**31),
+       log_e=st.floats(-5, -1), band=st.integers(1, 50))
+def test_bands_of_any_size_on_any_shape(shape, seed, log_e, band, monkeypatch):
+    _same_coding_in_bands(shape, seed, 10.0**log_e, monkeypatch, band)
+
+
+def _same_coding_in_bands(shape, seed, rel, monkeypatch, band=7):
+    x = np.cumsum(np.random.default_rng(seed).standard_normal(shape), axis=0)
+    e = rel * max(1.0, float(np.ptp(x)))
+    monkeypatch.setattr(interp, "BAND", 1 << 40)
     whole, r_whole = interp.encode(x, e, dtype=np.float32)
-    monkeypatch.setattr(interp, "BAND", 7)
+    monkeypatch.setattr(interp, "BAND", band)
     banded, r_banded = interp.encode(x, e, dtype=np.float32)
     assert r_whole.tobytes() == r_banded.tobytes() and whole.predictors == banded.predictors
     for a, b in zip(whole.codes + whole.contexts + whole.exact, banded.codes + banded.contexts + banded.exact):
         assert a.tobytes() == b.tobytes()
+
+    def read(step, contexts):
+        return banded.codes[step], banded.exact[step]
+
+    decoded = interp.decode(read, shape, e, banded.levels, banded.predictors)
+    assert decoded.tobytes() == r_whole.tobytes()
 
 
 @pytest.mark.parametrize("rel", [1e-2, 1e-3, 1e-4])
