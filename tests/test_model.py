@@ -136,3 +136,38 @@ def test_factorized_density_learns_and_freezes_into_integer_tables():
     assert bits < 1.1 * (1.1 + 4.0) / 2
     data, n_esc = entropy.encode(y.astype(np.int32), tables)
     np.testing.assert_array_equal(entropy.decode(data, n_esc, tables, y.shape), y)
+
+
+cuda = pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@cuda
+def test_latents_written_on_a_gpu_decode_identically_on_the_cpu(tmp_path):
+    """The latents decode to the same integers on both (their checksum is verified), and the
+    networks' outputs agree within the drift the bounded modes allow."""
+    import aezip
+    from aezip.codec.sample import sample_field
+    from aezip.coding import DRIFT
+
+    x = sample_field((256, 256), seed=11)
+    p = str(tmp_path / "x.aez")
+    aezip.compress(x, p, device="cuda")
+    on_gpu, _ = aezip.decompress(p, write=False, device="cuda")
+    on_cpu, _ = aezip.decompress(p, write=False, device="cpu")
+    assert np.max(np.abs(on_gpu.astype(np.float64) - on_cpu)) <= DRIFT * float(np.ptp(x)) / 2
+
+
+@cuda
+def test_bounded_with_the_model_written_on_a_gpu_keeps_the_bound_on_the_cpu(tmp_path, monkeypatch):
+    import aezip
+    from aezip import coding
+    from aezip.codec.sample import sample_field
+
+    monkeypatch.setattr(coding, "prefer_model", lambda with_model, classical: True)
+    monkeypatch.setattr(coding, "MAY_PAY", float("inf"))
+    x = sample_field((128, 128), seed=7) * 10
+    p = str(tmp_path / "x.aez")
+    r = aezip.compress(x, p, rel=1e-2, device="cuda")
+    assert aezip.info(p).arrays[0].codec.base == "model"
+    x_hat, _ = aezip.decompress(p, write=False, device="cpu")
+    assert np.max(np.abs(x.astype(np.float64) - x_hat)) <= r.bound

@@ -60,7 +60,11 @@ class Model:
 
     def _run(self, f, a: np.ndarray, out_shape: tuple[int, ...], out_dtype, progress) -> np.ndarray:
         out = np.empty(out_shape, dtype=out_dtype)
-        with torch.inference_mode():
+        # cuDNN runs float32 convolutions in TF32 (a 10-bit mantissa) on recent GPUs by
+        # default: errors far above the drift the bounded modes allow between machines.
+        # Full float32 and deterministic algorithms instead.
+        with torch.inference_mode(), torch.backends.cudnn.flags(
+                enabled=torch.backends.cudnn.enabled, benchmark=False, deterministic=True, allow_tf32=False):
             for i in range(0, a.shape[0], BATCH):
                 batch = torch.from_numpy(a[i : i + BATCH]).to(self.device)
                 out[i : i + BATCH] = f(batch).cpu().numpy()
