@@ -199,8 +199,7 @@ def sampled_model_bytes(x: np.ndarray, d: int, model, e: float) -> float:
     sample = tiles[:: max(1, tiles.size // SAMPLE_VALUES)]
     y_hat = model.encode(sample)
     r = (sample.astype(np.float64) - model.decode(y_hat).astype(np.float64)) * norm.scale
-    counts = np.unique(np.rint(r / (2 * e)), return_counts=True)[1]
-    residual_bits = float(-(counts * np.log2(counts / counts.sum())).sum())
+    residual_bits = entropy.empirical_bits(np.unique(np.rint(r / (2 * e)), return_counts=True)[1])
     return (entropy.ideal_bits(y_hat, model.tables) + residual_bits) / 8 * tiles.shape[0] / sample.shape[0]
 
 

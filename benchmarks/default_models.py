@@ -56,10 +56,7 @@ def latent_overhead(aez: str) -> tuple[str, float, float]:
         y_hat = adaptive.decode_channels(stream, e.codec.escapes, e.codec.latent_radii, shape, model.tables)
     else:
         y_hat = entropy.decode(stream, e.codec.escapes, model.tables, shape)
-    own = 0.0
-    for ch in range(y_hat.shape[1]):
-        _, n = np.unique(y_hat[:, ch], return_counts=True)
-        own -= float((n * np.log2(n / n.sum())).sum())
+    own = sum(entropy.empirical_bits(np.unique(y_hat[:, ch], return_counts=True)[1]) for ch in range(y_hat.shape[1]))
     return (e.codec.latent_coding, 100 * (8 * len(stream) / own - 1),
             100 * (entropy.ideal_bits(y_hat, model.tables) / own - 1))
 

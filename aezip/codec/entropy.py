@@ -141,6 +141,12 @@ def decode(stream: bytes, n_escapes: int, tables: Tables, shape: tuple[int, ...]
     return np.ascontiguousarray(y_hat.reshape((c, n, *rest)).swapaxes(0, 1))
 
 
+def empirical_bits(counts: np.ndarray) -> float:
+    """Bits of symbols coded at their own empirical frequencies ``counts``."""
+    counts = counts[counts > 0]
+    return float(-(counts * np.log2(counts / counts.sum())).sum())
+
+
 def ideal_bits(y_hat: np.ndarray, tables: Tables) -> float:
     """Bits the symbols cost under the tables (escaped values not counted)."""
     k = tables.weights.shape[1]

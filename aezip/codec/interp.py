@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .entropy import empirical_bits
+
 QMAX = 1 << 20  # largest code magnitude; larger residuals are stored exactly
 
 
@@ -53,6 +55,11 @@ def _targets(shape, s: int, axis: int) -> tuple[slice, ...]:
     )
 
 
+def _cut(a: np.ndarray, axis: int, lo: int, hi: int) -> np.ndarray:
+    """``a[lo:hi]`` along ``axis``."""
+    return a[tuple(slice(lo, hi) if b == axis else slice(None) for b in range(a.ndim))]
+
+
 def predict(x_hat: np.ndarray, s: int, axis: int, cubic: bool = True) -> np.ndarray:
     """Interpolate the targets of pass (s, axis) from reconstructed ``x_hat``: cubic where
     four neighbours exist (unless ``cubic`` is False), linear where two, else the left one."""
@@ -76,14 +83,9 @@ def predictions(x_hat: np.ndarray, s: int, axis: int, cubic: bool = True) -> tup
     left = take(-1)
     right = take(1)
     n_right = right.shape[axis]  # targets that have a right neighbour
-    p = np.array(left[tuple(slice(0, m) if a == axis else slice(None) for a in range(x_hat.ndim))], dtype=np.float64)
-
-    def part(a: np.ndarray, lo: int, hi: int) -> np.ndarray:
-        return a[tuple(slice(lo, hi) if ax == axis else slice(None) for ax in range(x_hat.ndim))]
-
+    p = np.array(_cut(left, axis, 0, m), dtype=np.float64)
     # linear where both ±s exist
-    lin = 0.5 * (part(left, 0, n_right) + part(right, 0, n_right))
-    p[tuple(slice(0, n_right) if a == axis else slice(None) for a in range(x_hat.ndim))] = lin
+    _cut(p, axis, 0, n_right)[...] = 0.5 * (_cut(left, axis, 0, n_right) + _cut(right, axis, 0, n_right))
     # cubic where ±s and ±3s exist: targets j with 1 <= j and j + 1 < number having +3s
     p_cubic = p
     if cubic and m >= 3:
@@ -91,10 +93,10 @@ def predictions(x_hat: np.ndarray, s: int, axis: int, cubic: bool = True) -> tup
         n_far_right = far_right.shape[axis]  # targets j < n_far_right have +3s
         lo, hi = 1, min(n_far_right, n_right)
         if hi > lo:
-            c = (-1 / 16) * part(far_left, lo - 1, hi - 1) + (9 / 16) * part(left, lo, hi) \
-                + (9 / 16) * part(right, lo, hi) + (-1 / 16) * part(far_right, lo, hi)
+            c = (-1 / 16) * _cut(far_left, axis, lo - 1, hi - 1) + (9 / 16) * _cut(left, axis, lo, hi) \
+                + (9 / 16) * _cut(right, axis, lo, hi) + (-1 / 16) * _cut(far_right, axis, lo, hi)
             p_cubic = p.copy()
-            p_cubic[tuple(slice(lo, hi) if a == axis else slice(None) for a in range(x_hat.ndim))] = c
+            _cut(p_cubic, axis, lo, hi)[...] = c
     return p, p_cubic
 
 
@@ -140,12 +142,8 @@ def _pair(f: np.ndarray, s: int, axis: int, op) -> np.ndarray:
     if n_right == m:
         return op(left, along(2 * s, n_right))
     out = np.empty(left.shape, f.dtype)  # the last target has no right neighbour: its left one twice
-
-    def cut(a: np.ndarray, lo: int, hi: int) -> np.ndarray:
-        return a[tuple(slice(lo, hi) if b == axis else slice(None) for b in range(a.ndim))]
-
-    op(cut(left, 0, n_right), along(2 * s, n_right), out=cut(out, 0, n_right))
-    op(cut(left, n_right, m), cut(left, n_right, m), out=cut(out, n_right, m))
+    op(_cut(left, axis, 0, n_right), along(2 * s, n_right), out=_cut(out, axis, 0, n_right))
+    op(_cut(left, axis, n_right, m), _cut(left, axis, n_right, m), out=_cut(out, axis, n_right, m))
     return out
 
 
@@ -216,12 +214,6 @@ def _histogram(q: np.ndarray) -> np.ndarray:
     return np.bincount(np.clip(q.reshape(-1), -64, 64).astype(np.int64) + 64, minlength=129)
 
 
-def _entropy(counts: np.ndarray) -> float:
-    """Empirical entropy (bits) of the codes counted."""
-    counts = counts[counts > 0]
-    return float(-(counts * np.log2(counts / counts.sum())).sum())
-
-
 SAMPLE = 65536  # about how many targets a pass's predictor is chosen on
 BANDS = 4  # ... taken from this many bands across the leading axis
 
@@ -244,17 +236,13 @@ def _choose(r: np.ndarray, r_hat: np.ndarray, pas: tuple[int, int], step: float,
     if r.ndim > 1:
         candidates.append(lambda x: neighbour_mean(x, s, axis))
     counts = [np.zeros(129, np.int64) for _ in candidates]
-    for a, b in bands:  # with 4s rows of neighbours either side, cubic's and the mean's reach
-        lo, hi = max(0, a - 4 * s), min(n0, b + 4 * s)
-        sub_hat = r_hat[lo:hi]
-        t = _targets(sub_hat.shape, s, axis)
-        rows = np.arange(lo, hi)[t[0]]
-        inside = (rows >= a) & (rows < b)
-        target = r[lo:hi][t][inside].reshape(-1)[::k]
+    for band in filter(None, (_band(r.shape, s, axis, a, b) for a, b in bands)):
+        sub_hat = r_hat[band.cut]
+        target = r[band.cut][_targets(sub_hat.shape, s, axis)][band.inner].reshape(-1)[::k]
         for i, f in enumerate(candidates):
-            p = f(sub_hat)[inside].reshape(-1)[::k]
+            p = f(sub_hat)[band.inner].reshape(-1)[::k]
             counts[i] += _histogram(np.rint((target - (np.rint(p) if integer else p)) / step))
-    return int(np.argmin([_entropy(c) for c in counts]))
+    return int(np.argmin([empirical_bits(c) for c in counts]))
 
 
 BAND = 1 << 17  # targets handled at once: a band's arrays stay in the processor's cache
@@ -271,21 +259,29 @@ class _Band:
     rows: slice
 
 
-def _bands(shape: tuple[int, ...], s: int, axis: int) -> Iterator[_Band]:
-    t = _targets(shape, s, axis)
-    start, step = t[0].start, t[0].step  # targets lie on rows start + k step; cuts start at multiples of 2s
+def _band(shape: tuple[int, ...], s: int, axis: int, a: int, b: int) -> _Band | None:
+    """The targets of pass (s, axis) on the array's rows [a, b) (``a`` a multiple of 2s), or
+    None if there are none."""
+    t0 = _targets(shape, s, axis)[0]
+    start, step = t0.start, t0.step  # targets lie on rows start + k step; cuts start at multiples of 2s
     n0 = shape[0]
     m0 = len(range(start, n0, step))
+    lo, hi = max(0, a - 4 * s), min(n0, b + 4 * s)
+    g0, g1 = min(m0, -(-(a - start) // step)), min(m0, -(-(b - start) // step))
+    return _Band(cut=slice(lo, hi), inner=slice(g0 - lo // step, g1 - lo // step), rows=slice(g0, g1)) \
+        if g1 > g0 else None
+
+
+def _bands(shape: tuple[int, ...], s: int, axis: int) -> Iterator[_Band]:
+    t = _targets(shape, s, axis)
     per_row = math.prod(len(range(*sl.indices(n))) for sl, n in zip(t[1:], shape[1:]))
     # rows per band, a multiple of 2s; at least 16s, so that the 4s rows of neighbours either
     # side cost at most half a band more work (a thin array is one band)
-    height = max(16 * s, max(1, BAND // max(1, per_row)) * step // (2 * s) * (2 * s))
-    for a in range(0, n0, height):
-        b = min(n0, a + height)
-        lo, hi = max(0, a - 4 * s), min(n0, b + 4 * s)
-        g0, g1 = min(m0, -(-(a - start) // step)), min(m0, -(-(b - start) // step))
-        if g1 > g0:
-            yield _Band(cut=slice(lo, hi), inner=slice(g0 - lo // step, g1 - lo // step), rows=slice(g0, g1))
+    height = max(16 * s, max(1, BAND // max(1, per_row)) * t[0].step // (2 * s) * (2 * s))
+    for a in range(0, shape[0], height):
+        band = _band(shape, s, axis, a, min(shape[0], a + height))
+        if band is not None:
+            yield band
 
 
 def _banded_context(r_hat: np.ndarray, q_mag: np.ndarray, t, pas, step: float) -> np.ndarray:
