@@ -116,7 +116,7 @@ def test_info_reads_no_streams(tmp_path):
     p = str(tmp_path / "x.aez")
     aezip.compress(x, p)
     c = aezip.info(p)
-    assert c.arrays[0].streams == {} and c.format_version == 1
+    assert c.arrays[0].streams == {} and c.format_version == aezip.container.FORMAT_VERSION
 
 
 def test_embedded_model_is_used_when_no_other_is_found(tmp_path):

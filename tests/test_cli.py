@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from aezip import cli
+from aezip.container import FORMAT_VERSION
 from aezip.codec.sample import sample_field
 
 REPORT_KEYS = {"input", "output", "shape", "dtype", "original_bytes", "compressed_bytes", "compression_ratio",
@@ -94,7 +95,7 @@ def test_info_and_verify(npy, tmp_path, capsys):
     run(capsys, "compress", npy, "-o", aez, "--quiet")
     code, out, _ = run(capsys, "info", aez, "--json")
     d = json.loads(out)
-    assert code == 0 and d["format_version"] == 1 and d["arrays"][0]["shape"] == [96, 80]
+    assert code == 0 and d["format_version"] == FORMAT_VERSION and d["arrays"][0]["shape"] == [96, 80]
     code, out, _ = run(capsys, "verify", aez)
     assert code == 0 and "OK" in out
 

@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from aezip.container import (ArrayEntry, CodecParams, Container, Figures, ModelRef, SourceRef, read_container,
+from aezip.container import (FORMAT_VERSION, ArrayEntry, CodecParams, Container, Figures, ModelRef, SourceRef, read_container,
                              write_container)
 from aezip.errors import ChecksumError, ContainerError, FormatVersionError, InputNotFoundError, OutputExistsError
 
@@ -30,7 +30,7 @@ def test_roundtrip_records_and_streams(tmp_path):
     c = _container()
     write_container(p, c)
     r = read_container(p)
-    assert r.format_version == 1 and r.models == c.models and r.source == c.source
+    assert r.format_version == FORMAT_VERSION and r.models == c.models and r.source == c.source
     a, b = r.arrays[0], c.arrays[0]
     assert (a.name, a.shape, a.dtype, a.codec, a.figures) == (b.name, b.shape, b.dtype, b.codec, b.figures)
     np.testing.assert_array_equal(a.streams["latents"], b.streams["latents"])
@@ -60,9 +60,9 @@ def test_newer_version_is_refused_first(tmp_path):
     p = str(tmp_path / "c.aez")
     write_container(p, _container())
     with h5py.File(p, "r+") as f:
-        f.attrs["format_version"] = np.int32(2)
+        f.attrs["format_version"] = np.int32(FORMAT_VERSION + 1)
         del f["array_0"]  # a newer version may look entirely different
-    with pytest.raises(FormatVersionError, match="version 2.*reads version 1"):
+    with pytest.raises(FormatVersionError, match=f"version {FORMAT_VERSION + 1}.*reads version 1, 2"):
         read_container(p)
 
 

@@ -79,17 +79,18 @@ class Residual:
     radii: list[int]
     levels: int
     predictors: list[int]  # per step: interp.CUBIC, LINEAR or MEAN
+    order: str  # the interpolation's visiting order: interp.AXES (format v1) or GROUPS
     exact: np.ndarray  # float64, values stored exactly, in visiting order
 
 
 def encode(x: np.ndarray, e: float, *, dtype, integer: bool, base: np.ndarray | None = None,
            margin: float = 0.0) -> tuple[Residual, np.ndarray]:
     """Code float64 field x within e; returns the residual record and the decoder's x_hat (float64)."""
-    coded, r_hat = interp.encode(x, e, base=base, dtype=dtype, margin=margin, integer=integer)
+    coded, r_hat = interp.encode(x, e, base=base, dtype=dtype, margin=margin, integer=integer, order=interp.GROUPS)
     data, n_esc, radii = adaptive.encode(list(zip(coded.codes, coded.contexts)), interp.CONTEXTS)
     exact = np.concatenate(coded.exact) if coded.exact else np.zeros(0)
     res = Residual(stream=data, escapes=n_esc, radii=radii, levels=coded.levels, predictors=coded.predictors,
-                   exact=exact.astype(np.float64))
+                   order=interp.GROUPS, exact=exact.astype(np.float64))
     return res, (r_hat if base is None else base + r_hat)
 
 
@@ -109,7 +110,7 @@ def decode(res: Residual, shape: tuple[int, ...], e: float, *, integer: bool,
 
     if len(res.predictors) != len(res.radii) or not set(res.predictors) <= {interp.CUBIC, interp.LINEAR, interp.MEAN}:
         raise ContainerError("the residual record lists steps inconsistently; the container is corrupted")
-    r_hat = interp.decode(read, shape, e, res.levels, res.predictors, integer=integer)
+    r_hat = interp.decode(read, shape, e, res.levels, res.predictors, integer=integer, order=res.order)
     decoder.finish()
     if used != res.exact.size:
         raise ContainerError("exactly stored values left over; the container is corrupted")

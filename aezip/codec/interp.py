@@ -1,12 +1,17 @@
 """Error-bounded coding of a field by multilevel interpolation (closed loop, float64).
 
-The field is visited coarse to fine, as in SZ3's interpolation predictor: first the
-anchor grid (every ``S``-th point along each axis, ``S = 2**levels``), then for each
-stride ``s = S/2, S/4, ..., 1`` one pass per axis that fills the points at odd
-multiples of ``s`` along that axis from their already reconstructed neighbours at
-``±s`` (cubic when four neighbours exist, linear when two, the nearest otherwise), or,
-chosen per pass, linear only, or the mean of all known neighbours in the planes of the
-earlier axes (less sensitive to the neighbours' quantization noise at loose bounds).
+The field is visited coarse to fine: first the anchor grid (every ``S``-th point along
+each axis, ``S = 2**levels``), then for each stride ``s = S/2, S/4, ..., 1`` the points
+at multiples of ``s`` not yet filled, in passes (:func:`passes`). Format v1 visits them
+as SZ3's interpolation predictor does, one pass per axis, each interpolating along its
+axis. Format v2 groups the points by the axes on which they lie at odd multiples of
+``s`` and interpolates a point along every such axis, averaging (as HPEZ's
+multi-dimensional interpolation does: Liu et al., SIGMOD 2024): a point odd on two or
+three axes then has two or three independent predictions, which halves or thirds the
+share of the neighbours' quantization noise. Along an axis the interpolation is cubic
+when four neighbours exist, linear when two, the nearest otherwise; chosen per pass,
+linear only, or the mean of the known neighbours around the point (less sensitive to
+the neighbours' quantization noise at loose bounds).
 
 Every prediction ``p`` uses reconstructed values only, so the decoder repeats it
 exactly; the residual is quantized with step ``2E`` in float64,
@@ -22,6 +27,7 @@ encoder's on any machine.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -32,6 +38,9 @@ from .entropy import empirical_bits
 
 QMAX = 1 << 20  # largest code magnitude; larger residuals are stored exactly
 
+AXES, GROUPS = "axes", "groups"  # visiting orders: format v1's (SZ3's), format v2's
+ORDERS = (AXES, GROUPS)
+
 
 def levels_for(shape: tuple[int, ...]) -> int:
     """Anchor stride 2**levels: the smallest that leaves a handful of anchors per axis."""
@@ -39,18 +48,43 @@ def levels_for(shape: tuple[int, ...]) -> int:
     return max(0, min(16, math.ceil(math.log2(max(n, 2))) - 2))
 
 
-def passes(shape: tuple[int, ...], levels: int) -> Iterator[tuple[int, int]]:
-    """(stride, axis) of every pass after the anchors, coarse to fine."""
+@dataclass(frozen=True)
+class Pass:
+    """The points a pass fills at stride ``s``: odd multiples of s on the axes ``odd``
+    (interpolated along each of them), every multiple of s on the axes ``fine``, and
+    multiples of 2s on the others."""
+
+    s: int
+    odd: tuple[int, ...]
+    fine: tuple[int, ...] = ()
+    order: str = AXES
+
+
+def passes(shape: tuple[int, ...], levels: int, order: str = AXES) -> Iterator[Pass]:
+    """Every pass after the anchors, coarse to fine. ``AXES`` (SZ3's order): one pass per
+    axis, filling along that axis the points that lie on the grid already filled at this
+    stride. ``GROUPS``: one pass per set of odd axes, fewest axes first (then in
+    lexicographic order), so that a point odd on several axes is interpolated along all
+    of them, from neighbours the earlier passes filled."""
+    d = len(shape)
     for k in range(levels - 1, -1, -1):
-        for axis in range(len(shape)):
-            yield 1 << k, axis
+        s = 1 << k
+        if order == AXES:
+            yield from (Pass(s, (axis,), tuple(range(axis))) for axis in range(d))
+        else:
+            yield from (Pass(s, odd, order=GROUPS) for odd in _groups(d))
 
 
-def _targets(shape, s: int, axis: int) -> tuple[slice, ...]:
-    """Index of the points a pass fills: odd multiples of s on ``axis``, multiples of s
-    on the axes before it (done at this stride), of 2s on the axes after it."""
+def _groups(d: int) -> list[tuple[int, ...]]:
+    """The sets of odd axes of ``GROUPS`` passes at one stride, in visiting order."""
+    return [odd for n in range(1, d + 1) for odd in itertools.combinations(range(d), n)]
+
+
+def _targets(shape, pas: Pass) -> tuple[slice, ...]:
+    """Index of the points a pass fills."""
+    s = pas.s
     return tuple(
-        slice(s, None, 2 * s) if a == axis else slice(0, None, s) if a < axis else slice(0, None, 2 * s)
+        slice(s, None, 2 * s) if a in pas.odd else slice(0, None, s) if a in pas.fine else slice(0, None, 2 * s)
         for a in range(len(shape))
     )
 
@@ -60,17 +94,20 @@ def _cut(a: np.ndarray, axis: int, lo: int, hi: int) -> np.ndarray:
     return a[tuple(slice(lo, hi) if b == axis else slice(None) for b in range(a.ndim))]
 
 
-def predict(x_hat: np.ndarray, s: int, axis: int, cubic: bool = True) -> np.ndarray:
-    """Interpolate the targets of pass (s, axis) from reconstructed ``x_hat``: cubic where
-    four neighbours exist (unless ``cubic`` is False), linear where two, else the left one."""
-    return predictions(x_hat, s, axis, cubic)[1 if cubic else 0]
+def predict(x_hat: np.ndarray, pas: Pass, cubic: bool = True) -> np.ndarray:
+    """Interpolate the targets of ``pas`` from reconstructed ``x_hat`` along each of its odd
+    axes (cubic where four neighbours exist, unless ``cubic`` is False; linear where two;
+    else the left one) and average the interpolations (summed in axis order)."""
+    p = None
+    for axis in pas.odd:
+        p_axis = _interpolate(x_hat, pas, axis, cubic)
+        p = p_axis if p is None else p + p_axis
+    return p if len(pas.odd) == 1 else p / len(pas.odd)
 
 
-def predictions(x_hat: np.ndarray, s: int, axis: int, cubic: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """The linear and (unless ``cubic`` is False: then the linear again) the cubic
-    prediction of the targets of pass (s, axis)."""
-    n = x_hat.shape[axis]
-    idx = list(_targets(x_hat.shape, s, axis))
+def _interpolate(x_hat: np.ndarray, pas: Pass, axis: int, cubic: bool) -> np.ndarray:
+    s, n = pas.s, x_hat.shape[axis]
+    idx = list(_targets(x_hat.shape, pas))
 
     def take(offset: int) -> np.ndarray:
         """Neighbours at target + offset*s along axis, for targets where that exists."""
@@ -87,17 +124,15 @@ def predictions(x_hat: np.ndarray, s: int, axis: int, cubic: bool = True) -> tup
     # linear where both ±s exist
     _cut(p, axis, 0, n_right)[...] = 0.5 * (_cut(left, axis, 0, n_right) + _cut(right, axis, 0, n_right))
     # cubic where ±s and ±3s exist: targets j with 1 <= j and j + 1 < number having +3s
-    p_cubic = p
     if cubic and m >= 3:
         far_left, far_right = take(-3), take(3)  # far_left exists for targets j >= 1
         n_far_right = far_right.shape[axis]  # targets j < n_far_right have +3s
         lo, hi = 1, min(n_far_right, n_right)
         if hi > lo:
-            c = (-1 / 16) * _cut(far_left, axis, lo - 1, hi - 1) + (9 / 16) * _cut(left, axis, lo, hi) \
-                + (9 / 16) * _cut(right, axis, lo, hi) + (-1 / 16) * _cut(far_right, axis, lo, hi)
-            p_cubic = p.copy()
-            _cut(p_cubic, axis, lo, hi)[...] = c
-    return p, p_cubic
+            _cut(p, axis, lo, hi)[...] = (-1 / 16) * _cut(far_left, axis, lo - 1, hi - 1) \
+                + (9 / 16) * _cut(left, axis, lo, hi) + (9 / 16) * _cut(right, axis, lo, hi) \
+                + (-1 / 16) * _cut(far_right, axis, lo, hi)
+    return p
 
 
 ESCAPE = np.iinfo(np.int32).min  # code of an exactly stored value
@@ -108,13 +143,20 @@ ACTIVITY = 3  # classes of the neighbours' code magnitudes: 0, 1-2, 3 or more (e
 CONTEXTS = (len(CONTEXT_STEPS) + 1) * ACTIVITY
 
 
-def context(r_hat: np.ndarray, q_mag: np.ndarray, s: int, axis: int, step: float) -> np.ndarray:
-    """Coding context of each target of pass (s, axis): how much its two neighbours along
-    the axis differ, in steps (6 classes), times how large their own codes were (3
-    classes). Only comparisons of exactly computed values and integers, so encoder and
-    decoder agree on every machine."""
-    g = np.abs(_pair(r_hat, s, axis, np.subtract))
-    q = _pair(q_mag, s, axis, np.add)  # 0..6
+def context(r_hat: np.ndarray, q_mag: np.ndarray, pas: Pass, step: float) -> np.ndarray:
+    """Coding context of each target of ``pas``: how much its two neighbours along an odd
+    axis differ, in steps (6 classes; the largest difference over the odd axes), times
+    how large the codes of those neighbours were (3 classes; their sum over the odd axes
+    divided by the number of odd axes). Only comparisons of exactly computed values and
+    integers, so encoder and decoder agree on every machine."""
+    g = q = None
+    for axis in pas.odd:
+        g_axis = np.abs(_pair(r_hat, pas, axis, np.subtract))
+        q_axis = _pair(q_mag, pas, axis, np.add)  # 0..6
+        g = g_axis if g is None else np.maximum(g, g_axis)
+        q = q_axis if q is None else q + q_axis
+    if len(pas.odd) > 1:
+        q //= len(pas.odd)
     bins = np.zeros(g.shape, np.uint8)
     for c in CONTEXT_STEPS:  # the number of thresholds at or below g (exact: powers of two times the step)
         bins += g >= c * step
@@ -124,12 +166,12 @@ def context(r_hat: np.ndarray, q_mag: np.ndarray, s: int, axis: int, step: float
 _ACTIVITY_CLASS = np.array([0, 1, 1, 2, 2, 2, 2], np.uint8)  # |q| + |q'| (each at most 3) -> 0, 1-2, 3+
 
 
-def _pair(f: np.ndarray, s: int, axis: int, op) -> np.ndarray:
-    """op(left, right) of the two neighbours at -s and +s along axis of the targets of pass
-    (s, axis); the right one is replaced by the left one where it does not exist."""
-    shape = f.shape
+def _pair(f: np.ndarray, pas: Pass, axis: int, op) -> np.ndarray:
+    """op(left, right) of the two neighbours at -s and +s along ``axis`` of the targets of
+    ``pas``; the right one is replaced by the left one where it does not exist."""
+    shape, s = f.shape, pas.s
     n = shape[axis]
-    t = list(_targets(shape, s, axis))
+    t = list(_targets(shape, pas))
     m = len(range(s, n, 2 * s))
 
     def along(start: int, count: int) -> np.ndarray:
@@ -150,19 +192,38 @@ def _pair(f: np.ndarray, s: int, axis: int, op) -> np.ndarray:
 CUBIC, LINEAR, MEAN = 0, 1, 2  # the predictors a step may use
 
 
-def neighbour_mean(x_hat: np.ndarray, s: int, axis: int) -> np.ndarray:
-    """Mean of the known neighbours of the targets of pass (s, axis): at ±s along the axis,
-    and in the plane of the axis with each other axis b, at ±s along b (an earlier axis,
-    already filled at stride s) or ±2s (a later one) and ±s along the axis; summed in that
-    order (b ascending; minus before plus, b's offset before the axis's), those outside the
-    array left out."""
-    t = _targets(x_hat.shape, s, axis)
-    offsets = [{axis: -s}, {axis: s}] + [
-        {b: db, axis: da} for b in range(x_hat.ndim) if b != axis
-        for db in ((-s, s) if b < axis else (-2 * s, 2 * s)) for da in (-s, s)]
-    total = None
-    count = np.zeros(x_hat[t].shape, np.uint8)
-    for off in offsets:  # plain slices: the neighbours inside the array form a box of targets
+def _mean_offsets(ndim: int, pas: Pass) -> list[dict[int, int]]:
+    """The neighbours :func:`neighbour_mean` averages, as offsets per axis, in summing order.
+
+    ``AXES`` passes (one odd axis, ``axis``): ±s along the axis, then in the plane of the
+    axis with each other axis b (ascending), ±s along b if b is filled at this stride, else
+    ±2s, each with ±s along the axis (minus before plus, b's offset before the axis's).
+    ``GROUPS`` passes: every point at an offset in {-s, 0, s} on each axis (in lexicographic
+    order of the offsets, minus first) that an earlier pass filled, i.e. whose odd axes,
+    the pass's odd axes with those of the offset toggled, are none or an earlier pass's."""
+    s = pas.s
+    if pas.order == AXES:
+        axis = pas.odd[0]
+        return [{axis: -s}, {axis: s}] + [
+            {b: db, axis: da} for b in range(ndim) if b != axis
+            for db in ((-s, s) if b in pas.fine else (-2 * s, 2 * s)) for da in (-s, s)]
+    groups = _groups(ndim)
+    earlier = set(groups[: groups.index(pas.odd)])
+    offsets = []
+    for o in itertools.product((-1, 0, 1), repeat=ndim):
+        odd = tuple(a for a in range(ndim) if (a in pas.odd) != (o[a] != 0))
+        if any(o) and (not odd or odd in earlier):
+            offsets.append({a: o[a] * s for a in range(ndim) if o[a]})
+    return offsets
+
+
+def neighbour_mean(x_hat: np.ndarray, pas: Pass) -> np.ndarray:
+    """Mean of the known neighbours of the targets of ``pas`` (:func:`_mean_offsets`),
+    summed in that order, those outside the array left out."""
+    t = _targets(x_hat.shape, pas)
+    total = np.zeros(x_hat[t].shape)  # 0.0 + the first value: -0.0 becomes 0.0
+    count = np.zeros(total.shape, np.uint8)  # at least 1: -s along an odd axis is known
+    for off in _mean_offsets(x_hat.ndim, pas):  # plain slices: the neighbours inside the array form a box of targets
         src, dst = [], []
         for a, (sl, n) in enumerate(zip(t, x_hat.shape)):
             start, stop, step = sl.indices(n)
@@ -172,10 +233,7 @@ def neighbour_mean(x_hat: np.ndarray, s: int, axis: int) -> np.ndarray:
             src.append(slice(start + d + k_lo * step, start + d + (k_hi - 1) * step + 1, step))
             dst.append(slice(k_lo, k_hi))
         if all(d.stop > d.start for d in dst):
-            if total is None:  # the first neighbour (-s along the axis) exists for every target
-                total = x_hat[tuple(src)] + 0.0  # as 0.0 + value: -0.0 becomes 0.0
-            else:
-                total[tuple(dst)] += x_hat[tuple(src)]
+            total[tuple(dst)] += x_hat[tuple(src)]
             count[tuple(dst)] += 1
     return total / count
 
@@ -193,20 +251,19 @@ class Coded:
     predictors: list[int]
 
 
-def _steps(shape: tuple[int, ...], levels: int) -> Iterator[tuple[tuple[slice, ...], tuple[int, int] | None]]:
+def _steps(shape: tuple[int, ...], levels: int, order: str) -> Iterator[tuple[tuple[slice, ...], Pass | None]]:
     """(index, pass) of each step: the anchors (no pass: predicted by 0), then every pass."""
     yield tuple(slice(0, None, 1 << levels) for _ in shape), None
-    for s, axis in passes(shape, levels):
-        yield _targets(shape, s, axis), (s, axis)
+    for pas in passes(shape, levels, order):
+        yield _targets(shape, pas), pas
 
 
-def _prediction(x_hat: np.ndarray, t: tuple[slice, ...], step: tuple[int, int] | None,
-                predictor: int = CUBIC) -> np.ndarray:
-    if step is None:
+def _prediction(x_hat: np.ndarray, t: tuple[slice, ...], pas: Pass | None, predictor: int = CUBIC) -> np.ndarray:
+    if pas is None:
         return np.zeros(x_hat[t].shape)
     if predictor == MEAN:
-        return neighbour_mean(x_hat, *step)
-    return predict(x_hat, *step, cubic=predictor == CUBIC)
+        return neighbour_mean(x_hat, pas)
+    return predict(x_hat, pas, cubic=predictor == CUBIC)
 
 
 def _histogram(q: np.ndarray) -> np.ndarray:
@@ -218,27 +275,27 @@ SAMPLE = 65536  # about how many targets a pass's predictor is chosen on
 BANDS = 4  # ... taken from this many bands across the leading axis
 
 
-def _choose(r: np.ndarray, r_hat: np.ndarray, pas: tuple[int, int], step: float, integer: bool) -> int:
+def _choose(r: np.ndarray, r_hat: np.ndarray, pas: Pass, step: float, integer: bool) -> int:
     """The predictor (CUBIC, LINEAR or MEAN) whose codes for the targets of pass ``pas``
     have the lowest entropy; at loose bounds the neighbours' quantization noise favours
     the linear or the mean. Judged on bands of the leading axis, each predicted as if it
     were the whole array (a band's worth of work); on a small or thin array, on every
     k-th target of the whole array (one candidate at a time, to hold little memory)."""
-    s, axis = pas
+    s = pas.s
     n0 = r.shape[0]
-    size = math.prod(len(range(*sl.indices(n))) for sl, n in zip(_targets(r.shape, s, axis), r.shape))
+    size = math.prod(len(range(*sl.indices(n))) for sl, n in zip(_targets(r.shape, pas), r.shape))
     h = 2 * s * math.ceil(n0 * SAMPLE / (BANDS * max(1, size)) / (2 * s))  # rows per band, a multiple of 2s
     if size <= 2 * SAMPLE or BANDS * (h + 8 * s) >= n0:
         bands, k = [(0, n0)], max(1, size // SAMPLE)
     else:
         bands, k = [(a, a + h) for a in sorted({i * n0 // BANDS // (2 * s) * (2 * s) for i in range(BANDS)})], 1
-    candidates = [lambda x: predict(x, s, axis, cubic=True), lambda x: predict(x, s, axis, cubic=False)]
+    candidates = [lambda x: predict(x, pas, cubic=True), lambda x: predict(x, pas, cubic=False)]
     if r.ndim > 1:
-        candidates.append(lambda x: neighbour_mean(x, s, axis))
+        candidates.append(lambda x: neighbour_mean(x, pas))
     counts = [np.zeros(129, np.int64) for _ in candidates]
-    for band in filter(None, (_band(r.shape, s, axis, a, b) for a, b in bands)):
+    for band in filter(None, (_band(r.shape, pas, a, b) for a, b in bands)):
         sub_hat = r_hat[band.cut]
-        target = r[band.cut][_targets(sub_hat.shape, s, axis)][band.inner].reshape(-1)[::k]
+        target = r[band.cut][_targets(sub_hat.shape, pas)][band.inner].reshape(-1)[::k]
         for i, f in enumerate(candidates):
             p = f(sub_hat)[band.inner].reshape(-1)[::k]
             counts[i] += _histogram(np.rint((target - (np.rint(p) if integer else p)) / step))
@@ -259,10 +316,11 @@ class _Band:
     rows: slice
 
 
-def _band(shape: tuple[int, ...], s: int, axis: int, a: int, b: int) -> _Band | None:
-    """The targets of pass (s, axis) on the array's rows [a, b) (``a`` a multiple of 2s), or
-    None if there are none."""
-    t0 = _targets(shape, s, axis)[0]
+def _band(shape: tuple[int, ...], pas: Pass, a: int, b: int) -> _Band | None:
+    """The targets of ``pas`` on the array's rows [a, b) (``a`` a multiple of 2s), or None
+    if there are none."""
+    s = pas.s
+    t0 = _targets(shape, pas)[0]
     start, step = t0.start, t0.step  # targets lie on rows start + k step; cuts start at multiples of 2s
     n0 = shape[0]
     m0 = len(range(start, n0, step))
@@ -272,14 +330,15 @@ def _band(shape: tuple[int, ...], s: int, axis: int, a: int, b: int) -> _Band | 
         if g1 > g0 else None
 
 
-def _bands(shape: tuple[int, ...], s: int, axis: int) -> Iterator[_Band]:
-    t = _targets(shape, s, axis)
+def _bands(shape: tuple[int, ...], pas: Pass) -> Iterator[_Band]:
+    s = pas.s
+    t = _targets(shape, pas)
     per_row = math.prod(len(range(*sl.indices(n))) for sl, n in zip(t[1:], shape[1:]))
     # rows per band, a multiple of 2s; at least 16s, so that the 4s rows of neighbours either
     # side cost at most half a band more work (a thin array is one band)
     height = max(16 * s, max(1, BAND // max(1, per_row)) * t[0].step // (2 * s) * (2 * s))
     for a in range(0, shape[0], height):
-        band = _band(shape, s, axis, a, min(shape[0], a + height))
+        band = _band(shape, pas, a, min(shape[0], a + height))
         if band is not None:
             yield band
 
@@ -288,8 +347,8 @@ def _banded_context(r_hat: np.ndarray, q_mag: np.ndarray, t, pas, step: float) -
     """The contexts of a step (anchors: 0), computed band by band."""
     out = np.zeros(r_hat[t].shape, np.uint8)
     if pas is not None:
-        for band in _bands(r_hat.shape, *pas):
-            out[band.rows] = context(r_hat[band.cut], q_mag[band.cut], *pas, step)[band.inner]
+        for band in _bands(r_hat.shape, pas):
+            out[band.rows] = context(r_hat[band.cut], q_mag[band.cut], pas, step)[band.inner]
     return out.reshape(-1)
 
 
@@ -298,14 +357,14 @@ def _banded_prediction(r_hat: np.ndarray, t, pas, predictor: int, integer: bool)
     if pas is None:
         yield slice(None), np.zeros(r_hat[t].shape)
         return
-    for band in _bands(r_hat.shape, *pas):
+    for band in _bands(r_hat.shape, pas):
         cut = r_hat[band.cut]
-        p = _prediction(cut, _targets(cut.shape, *pas), pas, predictor)[band.inner]
+        p = _prediction(cut, _targets(cut.shape, pas), pas, predictor)[band.inner]
         yield band.rows, np.rint(p) if integer else p
 
 
 def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarray | None = None,
-           dtype=np.float64, margin: float = 0.0, integer: bool = False) -> tuple[Coded, np.ndarray]:
+           dtype=np.float64, margin: float = 0.0, integer: bool = False, order: str = GROUPS) -> tuple[Coded, np.ndarray]:
     """Code field ``x`` (float64 values) within ``e`` of every value; returns the codes and
     the residual field r_hat the decoder will rebuild.
 
@@ -314,7 +373,8 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
     ``cast(base + r_hat)``, ``cast`` rounding to ``dtype``. The check is made on that
     final value with ``margin`` taken off ``e``, so a decoder whose ``base`` drifts by up
     to ``margin`` still keeps the bound. ``integer``: integer data, predictions rounded
-    to integers and step 2e + 1, so ``e = 0`` is lossless.
+    to integers and step 2e + 1, so ``e = 0`` is lossless. ``order``: the visiting order
+    (:func:`passes`).
     """
     x = np.asarray(x, dtype=np.float64)
     r = x if base is None else x - base
@@ -324,7 +384,7 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
     step = 2.0 * e + 1.0 if integer else 2.0 * e
     cast = np.dtype(dtype)
     codes, contexts, exact, predictors = [], [], [], []
-    for t, pas in _steps(x.shape, levels):
+    for t, pas in _steps(x.shape, levels, order):
         contexts.append(_banded_context(r_hat, q_mag, t, pas, step))
         choice = CUBIC if pas is None else _choose(r, r_hat, pas, step, integer)
         predictors.append(choice)
@@ -361,14 +421,14 @@ def _magnitude(codes: np.ndarray) -> np.ndarray:
 
 
 def decode(read: Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray]], shape: tuple[int, ...], e: float,
-           levels: int, predictors: Sequence[int], *, integer: bool = False) -> np.ndarray:
+           levels: int, predictors: Sequence[int], *, integer: bool = False, order: str = GROUPS) -> np.ndarray:
     """Rebuild r_hat step by step; ``read(step, contexts)`` returns that step's codes and
     exact values (the contexts come from what is already rebuilt). Bit-identical to what
     :func:`encode` returned."""
     r_hat = np.empty(shape, dtype=np.float64)
     q_mag = np.zeros(shape, np.uint8)
     step = 2.0 * e + 1.0 if integer else 2.0 * e
-    for i, (t, pas) in enumerate(_steps(shape, levels)):
+    for i, (t, pas) in enumerate(_steps(shape, levels, order)):
         r_hat_t = r_hat[t]
         c, ex = read(i, _banded_context(r_hat, q_mag, t, pas, step))
         c = c.reshape(r_hat_t.shape)

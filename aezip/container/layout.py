@@ -1,6 +1,7 @@
-"""The container's content as typed records, and their JSON forms (format v1).
+"""The container's content as typed records, and their JSON forms (formats v1 and v2).
 
-Each record mirrors one part of formats/aezip-container-v1.md. ``parse`` functions
+Each record mirrors one part of formats/aezip-container-v1.md (v2 adds the codec key
+``interpolation``: formats/aezip-container-v2.md). ``parse`` functions
 check every field and raise ``ContainerError`` naming the part that is wrong;
 keys a record does not know are ignored, so later minor additions stay readable.
 """
@@ -17,8 +18,8 @@ import numpy as np
 from ..errors import ContainerError
 
 FORMAT = "aezip"
-FORMAT_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+FORMAT_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
 STORAGES = ("latent", "raw", "constant", "bounded")
 DTYPES = ("float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
 
@@ -140,7 +141,8 @@ class CodecParams(_Record):
     trailing ``ndim`` axes and coded as latents of shape ``latent_shape``;
     "raw": the values are stored exactly; "constant": every value equals ``offset``;
     "bounded": every value within ``bound`` (mode ``mode``) by the residual coder with
-    ``levels`` interpolation levels, per-step table radii ``radii`` and
+    ``levels`` interpolation levels visited in the order ``interpolation`` ("axes": format
+    v1's, "groups": v2's), per-step table radii ``radii`` and
     ``residual_escapes`` escaped codes; with ``base`` "model" the prediction starts from
     the model's reconstruction (the latent keys describe it), coded with ``margin`` taken
     off the bound for the network's drift between machines, and ``base_check`` holds the
@@ -161,7 +163,7 @@ class CodecParams(_Record):
         "symbols_crc32": "int", "escapes": "int", "model": "int", "mode": "str", "bound": "number", "levels": "int",
         "radii": "ints", "predictors": "ints", "residual_escapes": "int", "base": "str", "margin": "number",
         "base_check": "numbers", "integer": "bool", "fill_values": "numbers", "latent_coding": "str",
-        "latent_radii": "ints"}
+        "latent_radii": "ints", "interpolation": "str"}
 
     storage: str
     ndim: int = 0
@@ -185,6 +187,7 @@ class CodecParams(_Record):
     fill_values: list = field(default_factory=list)
     latent_coding: str = "tables"
     latent_radii: list = field(default_factory=list)
+    interpolation: str = "axes"
 
     def __post_init__(self) -> None:
         if self.storage not in STORAGES:
@@ -200,6 +203,9 @@ class CodecParams(_Record):
             raise ValueError(f"{self.levels} interpolation levels")
         if self.base not in ("none", "model") or self.escapes < 0 or self.residual_escapes < 0:
             raise ValueError("invalid base or escape count")
+        if self.interpolation not in ("axes", "groups"):
+            raise ContainerError(f"an array is interpolated in the order {self.interpolation!r}, which this aezip "
+                                 "does not know: upgrade aezip to read it")
         if self.latent_coding not in ("tables", "adaptive"):
             raise ContainerError(f"latents coded as {self.latent_coding!r}, which this aezip does not know: upgrade aezip")
 

@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 
 from ..fileutil import atomic_output
-from .layout import FORMAT, ArrayEntry, Container, to_json
+from .layout import FORMAT, FORMAT_VERSION, ArrayEntry, Container, to_json
 
 COMPACT_LIMIT = 32 * 1024  # bytes; HDF5 caps compact data at 64 KB per object header
 LIBVER = ("v110", "v110")
@@ -51,7 +51,8 @@ class ContainerWriter:
         w.size  # bytes on disk
     """
 
-    def __init__(self, path: str, *, writer: str, source, force: bool = False, format_version: int = 1):
+    def __init__(self, path: str, *, writer: str, source, force: bool = False,
+                 format_version: int = FORMAT_VERSION):
         self.path, self.force, self.size, self.n = path, force, 0, 0
         self._header = (writer, source, format_version)
 
