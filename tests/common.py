@@ -24,3 +24,17 @@ def check_roundtrip(x: np.ndarray, x_hat: np.ndarray, report) -> None:
     assert x_hat.shape == x.shape
     assert x_hat.dtype == x.dtype
     check_quality(x, x_hat, report)
+
+
+def edit_record(path, index: int, change) -> None:
+    """Rewrite the JSON record of array entry ``index`` of a container in place:
+    ``change(record)`` edits the dict (format v2: the entry dataset's ``record`` attribute)."""
+    import json
+
+    import h5py
+
+    with h5py.File(path, "r+") as f:
+        attrs = f[f"array_{index}"].attrs
+        record = json.loads(attrs["record"])
+        change(record)
+        attrs["record"] = np.bytes_(json.dumps(record).encode())

@@ -11,6 +11,8 @@ import pytest
 
 from aezip import cli
 from aezip.container import FORMAT_VERSION
+
+from common import edit_record
 from aezip.codec.sample import sample_field
 
 REPORT_KEYS = {"input", "output", "shape", "dtype", "original_bytes", "compressed_bytes", "compression_ratio",
@@ -101,9 +103,9 @@ def test_info_and_verify(npy, tmp_path, capsys):
 
 
 def _corrupt_stream(aez):
-    """Flip one byte inside a contiguous stream (compact ones sit in checksummed object headers)."""
+    """Flip one byte inside a contiguous entry (compact ones sit in checksummed object headers)."""
     with h5py.File(aez, "r") as f:
-        offset = f["array_0/latents"].id.get_offset()
+        offset = f["array_0"].id.get_offset()
     assert offset is not None
     data = bytearray(aez.read_bytes())
     data[offset + 10] ^= 0xFF
@@ -168,10 +170,8 @@ def test_existing_output_message_names_the_ways_out(npy, tmp_path, capsys):
 def test_bound_exceeded_exits_3(npy, tmp_path, capsys):
     aez = tmp_path / "a.aez"
     run(capsys, "compress", npy, "-o", aez, "--quiet")
-    with h5py.File(aez, "r+") as f:  # pretend a bound was promised that the model cannot keep
-        fig = json.loads(f["array_0"].attrs["figures"])
-        fig["bound"] = 1e-9
-        f["array_0"].attrs["figures"] = np.bytes_(json.dumps(fig).encode())
+    # pretend a bound was promised that the model cannot keep
+    edit_record(aez, 0, lambda r: r["figures"].update(bound=1e-9))
     code, out, err = run(capsys, "decompress", aez, "-o", tmp_path / "r.npy", "--original", npy)
     assert code == 3 and "exceeds" in err
 

@@ -8,6 +8,7 @@ import aezip.io
 import aezip.io.stream
 from aezip import slabs
 from aezip.codec.sample import sample_field
+from common import edit_record
 
 MB = 1 << 20
 
@@ -77,8 +78,7 @@ def test_missing_slab_is_detected(tmp_path, monkeypatch):
     p = str(tmp_path / "m.aez")
     monkeypatch.setattr(slabs, "slab_rows", lambda shape, memory, workers=1: 64)
     aezip.compress(x, p, abs=0.01)
-    with h5py.File(p, "r+") as f:
-        f["array_1"].attrs["slab"] = np.array([64, 120])
+    edit_record(p, 1, lambda r: r.update(slab=[64, 120]))
     with pytest.raises(aezip.ContainerError, match="slabs do not tile"):
         aezip.decompress(p, write=False)
 

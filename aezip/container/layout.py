@@ -299,3 +299,80 @@ class Container:
     embedded_model: bytes | None = None
     format_version: int = FORMAT_VERSION
 
+
+
+# --- format v2: one JSON record per array entry and one for the root -----------------------
+
+STREAM_DTYPES = DTYPES  # a stream's values: little-endian numbers of one of these types
+
+
+def header_json(c: Container, n_arrays: int) -> str:
+    """The root's ``header`` record (v2): writer, source, models, number of entries."""
+    d = {"writer": c.writer, "source": _lean(c.source), "n_arrays": n_arrays}
+    if c.models:
+        d["models"] = [_lean(m) for m in c.models]
+    return json.dumps(d, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def entry_json(a: ArrayEntry, table: list[list]) -> str:
+    """An entry's ``record`` (v2): its identity, codec, figures and the table of its streams,
+    ``[name, dtype, count, crc32]`` each, in the order they follow each other in the dataset."""
+    d = {"name": a.name, "shape": list(a.shape), "dtype": a.dtype, "order": a.order, "byteorder": a.byteorder,
+         "codec": _lean(a.codec), "figures": _lean(a.figures), "streams": table}
+    if a.slab is not None:
+        d["slab"] = list(a.slab)
+    return json.dumps(d, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _object(text, what: str) -> dict:
+    try:
+        d = json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        raise ContainerError(f"the {what} record is not valid JSON; the container is corrupted") from None
+    if not isinstance(d, dict):
+        raise ContainerError(f"the {what} record is not a JSON object; the container is corrupted")
+    return d
+
+
+def _typed(d: dict, key: str, kind: str, what: str):
+    if key not in d or not _is(d[key], kind):
+        raise ContainerError(f"the {what} record's {key!r} is missing or not {kind}; the container is corrupted")
+    return d[key]
+
+
+def parse_header(text) -> tuple[str, SourceRef, tuple[ModelRef, ...], int]:
+    """(writer, source, models, number of entries) from the root's ``header`` record."""
+    d = _object(text, "header")
+    writer, n = _typed(d, "writer", "str", "header"), _typed(d, "n_arrays", "int", "header")
+    if not isinstance(d.get("source"), dict) or not isinstance(d.get("models", []), list):
+        raise ContainerError("the header record's source or models are malformed; the container is corrupted")
+    source = SourceRef.parse(json.dumps(d["source"]))
+    models = tuple(ModelRef.parse(json.dumps(m)) for m in d.get("models", []))
+    return writer, source, models, n
+
+
+def parse_entry(text) -> tuple[ArrayEntry, list[tuple[str, str, int, int]]]:
+    """An entry (without its streams) and its stream table from an entry's ``record``."""
+    d = _object(text, "array")
+    for key, kind in (("name", "str"), ("shape", "ints"), ("dtype", "str"), ("order", "str"), ("byteorder", "str")):
+        _typed(d, key, kind, "array")
+    if not isinstance(d.get("codec"), dict) or not isinstance(d.get("figures"), dict):
+        raise ContainerError("the array record's codec or figures are malformed; the container is corrupted")
+    table = d.get("streams")
+    if not isinstance(table, list) or not all(
+            isinstance(t, list) and len(t) == 4 and _is(t[0], "str") and t[1] in STREAM_DTYPES
+            and _is(t[2], "int") and t[2] >= 0 and _is(t[3], "int") for t in table):
+        raise ContainerError("the array record's stream table is malformed; the container is corrupted")
+    slab = d.get("slab")
+    if slab is not None and not _is(slab, "ints"):
+        raise ContainerError("the array record's slab is malformed; the container is corrupted")
+    try:
+        entry = ArrayEntry(name=d["name"], shape=tuple(d["shape"]), dtype=d["dtype"], order=d["order"],
+                           byteorder=d["byteorder"], codec=CodecParams.parse(json.dumps(d["codec"])),
+                           figures=Figures.parse(json.dumps(d["figures"])),
+                           slab=None if slab is None else tuple(slab))
+    except ContainerError:
+        raise
+    except ValueError as e:
+        raise ContainerError(f"an array record is invalid ({e}); the container is corrupted") from None
+    return entry, [tuple(t) for t in table]

@@ -1,13 +1,18 @@
-"""Read a container: format and version first, then records, then streams with their checksums."""
+"""Read a container: format and version first, then records, then streams with their checksums.
+
+Version 2 (the current one) and version 1 (formats/aezip-container-v1.md: one group per
+array, one attribute per record, one dataset per stream) are read."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import h5py
 import numpy as np
 
 from ..errors import ChecksumError, ContainerError, FormatVersionError, InputNotFoundError
 from .layout import (FORMAT, SUPPORTED_VERSIONS, ArrayEntry, CodecParams, Container, Figures, ModelRef,
-                     SourceRef)
+                     SourceRef, parse_entry, parse_header)
 from .writer import crc32
 
 
@@ -72,6 +77,33 @@ def _array(g: h5py.Group, path: str, streams: bool) -> ArrayEntry:
         raise ContainerError(f"{path}: {g.name} is invalid ({e}); the container is corrupted") from None
 
 
+def _entry_v2(f: h5py.File, index: int, path: str, streams: bool) -> ArrayEntry:
+    ds = f.get(f"array_{index}")
+    if not isinstance(ds, h5py.Dataset) or ds.ndim != 1 or ds.dtype != np.uint8:
+        raise ContainerError(f"{path}: array entry {index} is missing; the container is corrupted")
+    entry, table = parse_entry(_text(ds.attrs, "record", path))
+    if not streams:
+        return entry
+    return dataclasses.replace(entry, streams=_split(ds[()], table, f"{path}: {ds.name}"))
+
+
+def _split(payload: np.ndarray, table, where: str) -> dict[str, np.ndarray]:
+    """The streams of an entry's bytes, by its stream table, checksums verified."""
+    out, at = {}, 0
+    for name, dtype, count, crc in table:
+        n = count * np.dtype(dtype).itemsize
+        if at + n > payload.size:
+            raise ContainerError(f"{where} is shorter than its stream table says; the container is corrupted")
+        part = payload[at : at + n]
+        if crc32(part) != crc:
+            raise ChecksumError(f"{where}: checksum of stream {name!r} does not match; the container is corrupted")
+        out[name] = part.view(np.dtype(dtype).newbyteorder("<")).astype(np.dtype(dtype), copy=False)
+        at += n
+    if at != payload.size:
+        raise ContainerError(f"{where} is longer than its stream table says; the container is corrupted")
+    return out
+
+
 def _open(path: str) -> h5py.File:
     try:
         return h5py.File(path, "r")
@@ -86,6 +118,8 @@ def read_streams(path: str, index: int) -> dict[str, np.ndarray]:
     entry with only one entry's streams in memory (see ``read_container(streams="root")``)."""
     try:
         with _open(path) as f:
+            if check_format(f, path) >= 2:
+                return _entry_v2(f, index, path, True).streams
             g = f.get(f"array_{index}")
             if not isinstance(g, h5py.Group):
                 raise ContainerError(f"{path}: array group {index} is missing; the container is corrupted")
@@ -94,27 +128,35 @@ def read_streams(path: str, index: int) -> dict[str, np.ndarray]:
         raise ContainerError(f"cannot read {path}: {e}; the container is truncated or corrupted") from None
 
 
+def _root_v1(f: h5py.File, path: str, arrays: bool):
+    n = f.attrs.get("n_arrays", -1)
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool):
+        raise ContainerError(f"{path}: n_arrays is not an integer; the container is corrupted")
+    groups = [f"array_{i}" for i in range(int(n))]
+    if any(not isinstance(f.get(g), h5py.Group) for g in groups):
+        raise ContainerError(f"{path}: array groups are missing; the container is corrupted")
+    return (_text(f.attrs, "writer", path), SourceRef.parse(_text(f.attrs, "source", path)),
+            ModelRef.parse_list(_text(f.attrs, "models", path)) if "models" in f.attrs else (),
+            tuple(_array(f[g], path, arrays) for g in groups))
+
+
 def read_container(path: str, *, streams: bool | str = True) -> Container:
     """Read the records, and the streams: all of them (True), none (False), or only the
     root's skeleton and model ("root"; array streams then come from :func:`read_streams`)."""
     f = _open(path)
-    arrays, root = streams is True, streams in (True, "root")
+    with_streams, root = streams is True, streams in (True, "root")
     try:
         with f:
             version = check_format(f, path)
-            n = f.attrs.get("n_arrays", -1)
-            if not isinstance(n, (int, np.integer)) or isinstance(n, bool):
-                raise ContainerError(f"{path}: n_arrays is not an integer; the container is corrupted")
-            n = int(n)
-            groups = [f"array_{i}" for i in range(n)]
-            if n < 1 or any(not isinstance(f.get(g), h5py.Group) for g in groups):
-                raise ContainerError(f"{path}: array groups are missing; the container is corrupted")
+            if version == 1:
+                writer, source, models, arrays = _root_v1(f, path, with_streams)
+            else:
+                writer, source, models, n = parse_header(_text(f.attrs, "header", path))
+                arrays = tuple(_entry_v2(f, i, path, with_streams) for i in range(n))
+            if not arrays:
+                raise ContainerError(f"{path}: the container lists no array; it is corrupted")
             return Container(
-                format_version=version,
-                writer=_text(f.attrs, "writer", path),
-                source=SourceRef.parse(_text(f.attrs, "source", path)),
-                models=ModelRef.parse_list(_text(f.attrs, "models", path)) if "models" in f.attrs else (),
-                arrays=tuple(_array(f[g], path, arrays) for g in groups),
+                format_version=version, writer=writer, source=source, models=models, arrays=arrays,
                 skeleton=_stream(f, "skeleton", path).tobytes() if root and "skeleton" in f else None,
                 embedded_model=_stream(f, "model", path).tobytes() if root and "model" in f else None,
             )
