@@ -61,3 +61,10 @@ def test_golden_decoding_does_not_depend_on_the_band_size(monkeypatch):
         banded = banded if isinstance(banded, dict) else {"": banded}
         for k in whole:
             assert whole[k].tobytes() == banded[k].tobytes(), aez
+
+
+def test_golden_files_cover_both_interpolation_orders():
+    """Version 1 files use the axis-by-axis order, version 2 files the grouped one."""
+    orders = {(os.path.basename(os.path.dirname(f)), e.codec.interpolation)
+              for f in FILES for e in aezip.info(f).arrays if e.codec.storage == "bounded"}
+    assert {("v1", "axes"), ("v2", "groups")} <= orders
