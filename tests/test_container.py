@@ -180,3 +180,42 @@ def test_n_arrays_must_be_an_integer(tmp_path):
         f.attrs["header"] = np.bytes_(f.attrs["header"].replace(b'"n_arrays":1', b'"n_arrays":"1"'))
     with pytest.raises(ContainerError, match="n_arrays"):
         read_container(p)
+
+
+def test_several_streams_of_several_types_roundtrip(tmp_path):
+    """An entry's streams share one dataset: each comes back with its type, values and order."""
+    import dataclasses
+
+    p = str(tmp_path / "c.aez")
+    streams = {"residuals": np.arange(7, dtype=np.uint8), "exact": np.array([1.5, -2.25, 1e300]),
+               "masked_values": np.array([-9999.0], np.float32), "values": np.array([-3, 70000], ">i8")}
+    c = _container()
+    c = dataclasses.replace(c, arrays=(dataclasses.replace(c.arrays[0], streams=streams),))
+    write_container(p, c)
+    back = read_container(p).arrays[0].streams
+    assert list(back) == list(streams)
+    for k, v in streams.items():
+        assert back[k].dtype == v.dtype.newbyteorder("=") and np.array_equal(back[k], v), k
+
+
+@pytest.mark.parametrize("table,match", [
+    ([["latents", "uint8", 2501, 0]], "shorter"),  # more bytes than the dataset holds
+    ([["latents", "uint8", 2000, 0]], "checksum|longer"),  # fewer
+    ([["latents", "object", 2500, 0]], "stream table"),  # a type that is not a number
+    ([["latents", "uint8", -1, 0]], "stream table"),
+    ("latents", "stream table"),
+])
+def test_forged_stream_table_is_corruption(table, match, tmp_path):
+    p = str(tmp_path / "c.aez")
+    write_container(p, _container())
+    edit_record(p, 0, lambda r: r.update(streams=table))
+    with pytest.raises(ContainerError, match=match):
+        read_container(p)
+
+
+def test_version_1_files_are_still_read():
+    """Format version 1 (one group per array) is read as it was written."""
+    v1 = os.path.join(os.path.dirname(__file__), "..", "formats", "golden", "v1", "several.aez")
+    c = read_container(v1)
+    assert c.format_version == 1 and {a.name for a in c.arrays} == {"series", "image"}
+    assert all(a.streams for a in c.arrays)
