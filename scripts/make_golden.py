@@ -42,6 +42,9 @@ def main() -> None:
     with_nan[5, 5], with_nan[7, :3], with_nan[-1, -1] = np.nan, np.inf, -np.inf
     bounded["bounded-abs-nan"] = (with_nan, {"abs": 1e-3})
     bounded["bounded-rel-3d"] = (sample_field((12, 20, 24), seed=51) + 10, {"rel": 1e-4})
+    # smooth along axes 1 and 2, rough along axis 0: interpolated along the smooth axes only
+    rough = sample_field((30, 28), seed=57)[None] * 5 + np.random.default_rng(57).normal(0, 2, (10, 1, 1))
+    bounded["bounded-anisotropic-3d"] = (rough, {"abs": 1e-3})
     bounded["bounded-int16-lossless"] = (np.rint(sample_field((40, 45), seed=52) * 1000).astype(np.int16), {})
     bounded["bounded-uint8-abs2"] = (np.rint(sample_field((30, 30), seed=53) * 40 + 128).astype(np.uint8), {"abs": 2})
     rng = np.random.default_rng(54)

@@ -280,3 +280,39 @@ def test_declared_fill_values_are_kept_and_left_out_of_the_figures(tmp_path):
     assert np.array_equal(x_hat[~valid], x[~valid])
     check_bound(x[valid], x_hat[valid], r.bound)
     assert r2.measured.psnr == pytest.approx(r.psnr) and r2.measured_ratio <= 1
+
+
+def _anisotropic(shape=(16, 48, 40), seed=3):
+    """Smooth along axes 1 and 2, rough (uncorrelated slices) along axis 0."""
+    rng = np.random.default_rng(seed)
+    return sample_field(shape[1:], seed=seed)[None] * 5 + rng.normal(0, 2, (shape[0], 1, 1))
+
+
+def test_rough_axis_is_left_out_of_the_averaging(tmp_path):
+    """Points odd along several axes may be interpolated along the smoother ones only."""
+    x = _anisotropic()
+    p = str(tmp_path / "x.aez")
+    aezip.compress(x, p, abs=1e-3)
+    codec = aezip.info(p).arrays[0].codec
+    assert codec.interpolation == interp.GROUPS
+    assert any(q >= interp.ALONG for q in codec.predictors)
+    x_hat, _ = aezip.decompress(p, write=False)
+    check_bound(x, x_hat, 1e-3)
+
+
+@pytest.mark.parametrize("predictor", [3, -1, interp.ALONG * 3 + interp.CUBIC, interp.ALONG * 4 + interp.LINEAR,
+                                       interp.ALONG * 6 + interp.MEAN])
+def test_forged_predictor_is_corruption(tmp_path, predictor):
+    """A predictor that does not fit its step (unknown, or along axes the step is not odd on)."""
+    from common import edit_record
+
+    x = sample_field((20, 24), seed=2)
+    p = str(tmp_path / "x.aez")
+    aezip.compress(x, p, abs=1e-3)
+
+    def forge(record):  # the last step is the group odd on both axes (0, 1)
+        record["codec"]["predictors"][-1] = predictor
+
+    edit_record(p, 0, forge)
+    with pytest.raises(aezip.ContainerError, match="predictor"):
+        aezip.decompress(p, write=False)

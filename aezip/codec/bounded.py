@@ -78,7 +78,7 @@ class Residual:
     escapes: int
     radii: list[int]
     levels: int
-    predictors: list[int]  # per step: interp.CUBIC, LINEAR or MEAN
+    predictors: list[int]  # per step: interp.CUBIC, LINEAR, MEAN, or along(axes, cubic)
     order: str  # the interpolation's visiting order: interp.AXES (format v1) or GROUPS
     exact: np.ndarray  # float64, values stored exactly, in visiting order
 
@@ -108,8 +108,13 @@ def decode(res: Residual, shape: tuple[int, ...], e: float, *, integer: bool,
         used += n
         return codes, res.exact[used - n : used]
 
-    if len(res.predictors) != len(res.radii) or not set(res.predictors) <= {interp.CUBIC, interp.LINEAR, interp.MEAN}:
+    if len(res.predictors) != len(res.radii) or res.levels > 30:
         raise ContainerError("the residual record lists steps inconsistently; the container is corrupted")
+    try:
+        interp.check_predictors(shape, res.levels, res.order, res.predictors)
+    except ValueError as e:
+        raise ContainerError(f"the residual record's predictors do not fit the array ({e}); "
+                             "the container is corrupted") from None
     r_hat = interp.decode(read, shape, e, res.levels, res.predictors, integer=integer, order=res.order)
     decoder.finish()
     if used != res.exact.size:

@@ -94,15 +94,16 @@ def _cut(a: np.ndarray, axis: int, lo: int, hi: int) -> np.ndarray:
     return a[tuple(slice(lo, hi) if b == axis else slice(None) for b in range(a.ndim))]
 
 
-def predict(x_hat: np.ndarray, pas: Pass, cubic: bool = True) -> np.ndarray:
+def predict(x_hat: np.ndarray, pas: Pass, cubic: bool = True, axes: Sequence[int] | None = None) -> np.ndarray:
     """Interpolate the targets of ``pas`` from reconstructed ``x_hat`` along each of its odd
-    axes (cubic where four neighbours exist, unless ``cubic`` is False; linear where two;
-    else the left one) and average the interpolations (summed in axis order)."""
+    axes (or only ``axes``: cubic where four neighbours exist, unless ``cubic`` is False;
+    linear where two; else the left one) and average the interpolations (summed in axis order)."""
+    axes = pas.odd if axes is None else axes
     p = None
-    for axis in pas.odd:
+    for axis in axes:
         p_axis = _interpolate(x_hat, pas, axis, cubic)
         p = p_axis if p is None else p + p_axis
-    return p if len(pas.odd) == 1 else p / len(pas.odd)
+    return p if len(axes) == 1 else p / len(axes)
 
 
 def _interpolate(x_hat: np.ndarray, pas: Pass, axis: int, cubic: bool) -> np.ndarray:
@@ -189,7 +190,24 @@ def _pair(f: np.ndarray, pas: Pass, axis: int, op) -> np.ndarray:
     return out
 
 
-CUBIC, LINEAR, MEAN = 0, 1, 2  # the predictors a step may use
+CUBIC, LINEAR, MEAN = 0, 1, 2  # the predictors a step may use, along all its odd axes
+ALONG = 4  # ... and ALONG * mask + CUBIC or LINEAR: along the odd axes in the bit mask only
+
+
+def along(axes: Sequence[int], cubic: bool) -> int:
+    """The predictor that interpolates (cubic or linear) along ``axes`` only."""
+    return ALONG * sum(1 << a for a in axes) + (CUBIC if cubic else LINEAR)
+
+
+def _axes_of(predictor: int, pas: Pass) -> tuple[int, ...]:
+    """The axes a CUBIC or LINEAR predictor interpolates along; ValueError if it does not fit the pass."""
+    if predictor < ALONG:
+        return pas.odd
+    axes = tuple(a for a in pas.odd if predictor // ALONG >> a & 1)
+    if predictor % ALONG not in (CUBIC, LINEAR) or not 0 < len(axes) < len(pas.odd) \
+            or sum(1 << a for a in axes) != predictor // ALONG:
+        raise ValueError(f"predictor {predictor} does not fit a pass along axes {pas.odd}")
+    return axes
 
 
 def _mean_offsets(ndim: int, pas: Pass) -> list[dict[int, int]]:
@@ -263,7 +281,7 @@ def _prediction(x_hat: np.ndarray, t: tuple[slice, ...], pas: Pass | None, predi
         return np.zeros(x_hat[t].shape)
     if predictor == MEAN:
         return neighbour_mean(x_hat, pas)
-    return predict(x_hat, pas, cubic=predictor == CUBIC)
+    return predict(x_hat, pas, cubic=predictor % ALONG == CUBIC, axes=_axes_of(predictor, pas))
 
 
 def _histogram(q: np.ndarray) -> np.ndarray:
@@ -275,31 +293,48 @@ SAMPLE = 65536  # about how many targets a pass's predictor is chosen on
 BANDS = 4  # ... taken from this many bands across the leading axis
 
 
-def _choose(r: np.ndarray, r_hat: np.ndarray, pas: Pass, step: float, integer: bool) -> int:
-    """The predictor (CUBIC, LINEAR or MEAN) whose codes for the targets of pass ``pas``
-    have the lowest entropy; at loose bounds the neighbours' quantization noise favours
-    the linear or the mean. Judged on bands of the leading axis, each predicted as if it
-    were the whole array (a band's worth of work); on a small or thin array, on every
-    k-th target of the whole array (one candidate at a time, to hold little memory)."""
+def _choose(r: np.ndarray, r_hat: np.ndarray, pas: Pass, step: float, integer: bool,
+            candidates: Sequence[int]) -> tuple[int, float]:
+    """The predictor among ``candidates`` whose codes for the targets of pass ``pas`` have
+    the lowest entropy, and that entropy in bits per target; at loose bounds the
+    neighbours' quantization noise favours the linear or the mean. Judged on bands across
+    the longest axis, each predicted as if it were the whole array (a band's worth of
+    work); on a small array, or one too short along every axis for bands, on every k-th
+    target of the whole array (one candidate at a time, to hold little memory)."""
     s = pas.s
-    n0 = r.shape[0]
-    size = math.prod(len(range(*sl.indices(n))) for sl, n in zip(_targets(r.shape, pas), r.shape))
-    h = 2 * s * math.ceil(n0 * SAMPLE / (BANDS * max(1, size)) / (2 * s))  # rows per band, a multiple of 2s
-    if size <= 2 * SAMPLE or BANDS * (h + 8 * s) >= n0:
-        bands, k = [(0, n0)], max(1, size // SAMPLE)
+    ax = max(range(r.ndim), key=lambda a: r.shape[a])
+    n = r.shape[ax]
+    size = math.prod(len(range(*sl.indices(m))) for sl, m in zip(_targets(r.shape, pas), r.shape))
+    h = 2 * s * math.ceil(n * SAMPLE / (BANDS * max(1, size)) / (2 * s))  # rows per band, a multiple of 2s
+    if size <= 2 * SAMPLE or BANDS * (h + 8 * s) >= n:
+        bands, k = [(0, n)], max(1, size // SAMPLE)
     else:
-        bands, k = [(a, a + h) for a in sorted({i * n0 // BANDS // (2 * s) * (2 * s) for i in range(BANDS)})], 1
-    candidates = [lambda x: predict(x, pas, cubic=True), lambda x: predict(x, pas, cubic=False)]
-    if r.ndim > 1:
-        candidates.append(lambda x: neighbour_mean(x, pas))
+        bands, k = [(a, a + h) for a in sorted({i * n // BANDS // (2 * s) * (2 * s) for i in range(BANDS)})], 1
     counts = [np.zeros(129, np.int64) for _ in candidates]
-    for band in filter(None, (_band(r.shape, pas, a, b) for a, b in bands)):
-        sub_hat = r_hat[band.cut]
-        target = r[band.cut][_targets(sub_hat.shape, pas)][band.inner].reshape(-1)[::k]
-        for i, f in enumerate(candidates):
-            p = f(sub_hat)[band.inner].reshape(-1)[::k]
+    for band in filter(None, (_band(r.shape, pas, a, b, ax) for a, b in bands)):
+        sub_hat = _cut(r_hat, ax, band.cut.start, band.cut.stop)
+        t = _targets(sub_hat.shape, pas)
+        inner = band.inner.start, band.inner.stop
+        target = _cut(_cut(r, ax, band.cut.start, band.cut.stop)[t], ax, *inner).reshape(-1)[::k]
+        for i, predictor in enumerate(candidates):
+            p = _cut(_prediction(sub_hat, t, pas, predictor), ax, *inner).reshape(-1)[::k]
             counts[i] += _histogram(np.rint((target - (np.rint(p) if integer else p)) / step))
-    return int(np.argmin([empirical_bits(c) for c in counts]))
+    bits = [empirical_bits(c) / max(1, int(c.sum())) for c in counts]
+    best = int(np.argmin(bits))
+    return candidates[best], bits[best]
+
+
+def _candidates(pas: Pass, ndim: int, axis_bits: dict[int, float]) -> list[int]:
+    """The predictors tried on a pass: cubic, linear, and (2 or more dimensions) the mean;
+    for a point odd on several axes, also cubic and linear along the smoother of them only
+    (the best one, the best two of three, ranked by ``axis_bits``, the cost per target of
+    the one-axis passes of the same stride), for data much rougher along some axis."""
+    out = [CUBIC, LINEAR] + ([MEAN] if ndim > 1 else [])
+    ranked = sorted(pas.odd, key=lambda a: axis_bits.get(a, 0.0))
+    for n in range(1, len(pas.odd)):
+        axes = sorted(ranked[:n])
+        out += [along(axes, True), along(axes, False)]
+    return out
 
 
 BAND = 1 << 17  # targets handled at once: a band's arrays stay in the processor's cache
@@ -316,13 +351,13 @@ class _Band:
     rows: slice
 
 
-def _band(shape: tuple[int, ...], pas: Pass, a: int, b: int) -> _Band | None:
-    """The targets of ``pas`` on the array's rows [a, b) (``a`` a multiple of 2s), or None
-    if there are none."""
+def _band(shape: tuple[int, ...], pas: Pass, a: int, b: int, axis: int = 0) -> _Band | None:
+    """The targets of ``pas`` on the array's rows [a, b) (``a`` a multiple of 2s) along
+    ``axis``, or None if there are none."""
     s = pas.s
-    t0 = _targets(shape, pas)[0]
+    t0 = _targets(shape, pas)[axis]
     start, step = t0.start, t0.step  # targets lie on rows start + k step; cuts start at multiples of 2s
-    n0 = shape[0]
+    n0 = shape[axis]
     m0 = len(range(start, n0, step))
     lo, hi = max(0, a - 4 * s), min(n0, b + 4 * s)
     g0, g1 = min(m0, -(-(a - start) // step)), min(m0, -(-(b - start) // step))
@@ -384,9 +419,14 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
     step = 2.0 * e + 1.0 if integer else 2.0 * e
     cast = np.dtype(dtype)
     codes, contexts, exact, predictors = [], [], [], []
+    axis_bits: dict[int, float] = {}  # cost per target of the one-axis passes of the current stride
     for t, pas in _steps(x.shape, levels, order):
         contexts.append(_banded_context(r_hat, q_mag, t, pas, step))
-        choice = CUBIC if pas is None else _choose(r, r_hat, pas, step, integer)
+        choice = CUBIC
+        if pas is not None:
+            choice, bits = _choose(r, r_hat, pas, step, integer, _candidates(pas, x.ndim, axis_bits))
+            if len(pas.odd) == 1:
+                axis_bits[pas.odd[0]] = bits
         predictors.append(choice)
         r_t, x_t, r_hat_t, q_mag_t = r[t], x[t], r_hat[t], q_mag[t]
         base_t = None if base is None else base[t]
@@ -418,6 +458,18 @@ def _magnitude(codes: np.ndarray) -> np.ndarray:
     """|code| capped at 3, as uint8; an exactly stored value (ESCAPE, the most negative
     int32, which abs leaves negative) counts as 3 through its unsigned view, 2**31."""
     return np.minimum(np.abs(codes).view(np.uint32), 3).astype(np.uint8)
+
+
+def check_predictors(shape: tuple[int, ...], levels: int, order: str, predictors: Sequence[int]) -> None:
+    """ValueError unless ``predictors`` has one predictor per step that fits the step."""
+    steps = list(_steps(shape, levels, order))
+    if len(predictors) != len(steps):
+        raise ValueError(f"{len(predictors)} predictors for {len(steps)} steps")
+    for (_, pas), p in zip(steps, predictors):
+        if not isinstance(p, int) or p < 0 or p == 3 or (pas is None and p != CUBIC):
+            raise ValueError(f"unknown predictor {p}")
+        if pas is not None and p != MEAN:
+            _axes_of(p, pas)
 
 
 def decode(read: Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray]], shape: tuple[int, ...], e: float,
