@@ -289,7 +289,7 @@ def _histogram(q: np.ndarray) -> np.ndarray:
     return np.bincount(np.clip(q.reshape(-1), -64, 64).astype(np.int64) + 64, minlength=129)
 
 
-SAMPLE = 65536  # about how many targets a pass's predictor is chosen on
+SAMPLE = 16384  # about how many targets a pass's predictor is chosen on
 BANDS = 4  # ... taken from this many bands across the leading axis
 
 
