@@ -45,6 +45,10 @@ def main() -> None:
     # smooth along axes 1 and 2, rough along axis 0: interpolated along the smooth axes only
     rough = sample_field((30, 28), seed=57)[None] * 5 + np.random.default_rng(57).normal(0, 2, (10, 1, 1))
     bounded["bounded-anisotropic-3d"] = (rough, {"abs": 1e-3})
+    # an oscillating series: interpolation weights fitted by least squares
+    t = np.arange(6000)
+    wave = np.sin(t * 0.9) * 3 + np.sin(t * 0.31) + np.random.default_rng(58).normal(0, 0.05, t.size)
+    bounded["bounded-fitted-1d"] = (wave.astype(np.float32), {"rel": 1e-2})
     bounded["bounded-int16-lossless"] = (np.rint(sample_field((40, 45), seed=52) * 1000).astype(np.int16), {})
     bounded["bounded-uint8-abs2"] = (np.rint(sample_field((30, 30), seed=53) * 40 + 128).astype(np.uint8), {"abs": 2})
     rng = np.random.default_rng(54)

@@ -46,7 +46,8 @@ def test_interp_decoder_repeats_the_encoder_bit_for_bit(shape, seed, log_e):
         np.testing.assert_array_equal(contexts, coded.contexts[step])  # the decoder sees the same contexts
         return coded.codes[step], coded.exact[step]
 
-    np.testing.assert_array_equal(interp.decode(read, shape, 10.0**log_e, coded.levels, coded.predictors), r_hat)
+    np.testing.assert_array_equal(
+        interp.decode(read, shape, 10.0**log_e, coded.levels, coded.predictors, weights=coded.weights), r_hat)
     assert np.all(np.abs(x - r_hat) <= 10.0**log_e)
 
 
@@ -71,13 +72,14 @@ def _same_coding_in_bands(shape, seed, rel, monkeypatch, band=7):
     monkeypatch.setattr(interp, "BAND", band)
     banded, r_banded = interp.encode(x, e, dtype=np.float32)
     assert r_whole.tobytes() == r_banded.tobytes() and whole.predictors == banded.predictors
+    assert whole.weights == banded.weights
     for a, b in zip(whole.codes + whole.contexts + whole.exact, banded.codes + banded.contexts + banded.exact):
         assert a.tobytes() == b.tobytes()
 
     def read(step, contexts):
         return banded.codes[step], banded.exact[step]
 
-    decoded = interp.decode(read, shape, e, banded.levels, banded.predictors)
+    decoded = interp.decode(read, shape, e, banded.levels, banded.predictors, weights=banded.weights)
     assert decoded.tobytes() == r_whole.tobytes()
 
 
@@ -316,3 +318,34 @@ def test_forged_predictor_is_corruption(tmp_path, predictor):
     edit_record(p, 0, forge)
     with pytest.raises(aezip.ContainerError, match="predictor"):
         aezip.decompress(p, write=False)
+
+
+@pytest.mark.parametrize("weights", [[], [4096] * 5, [4096, 0, 0, 1 << 15, 0, 0, 0, 0]])
+def test_fitted_step_with_wrong_weights_is_corruption(tmp_path, weights):
+    """A FITTED step needs len(TAPS) integer weights per odd axis, each below FIT_LIMIT."""
+    from common import edit_record
+
+    x = sample_field((20, 24), seed=2)
+    p = str(tmp_path / "x.aez")
+    aezip.compress(x, p, abs=1e-3)
+
+    def forge(record):  # the last step is the group odd on both axes (0, 1): 8 weights
+        record["codec"]["predictors"] = [interp.CUBIC if q == interp.FITTED else q
+                                         for q in record["codec"]["predictors"][:-1]] + [interp.FITTED]
+        record["codec"]["weights"] = weights
+
+    edit_record(p, 0, forge)
+    with pytest.raises(aezip.ContainerError, match="predictors do not fit"):
+        aezip.decompress(p, write=False)
+
+
+def test_fitted_weights_decode_on_a_long_series(tmp_path):
+    """A band-limited series takes least-squares weights, stored as integers, and keeps its bound."""
+    t = np.arange(20000)
+    x = np.sin(t * 0.9) * 3 + np.sin(t * 0.31) + np.random.default_rng(5).normal(0, 0.05, t.size)
+    p = str(tmp_path / "x.aez")
+    aezip.compress(x, p, rel=1e-2)
+    codec = aezip.info(p).arrays[0].codec
+    assert interp.FITTED in codec.predictors and codec.weights
+    x_hat, _ = aezip.decompress(p, write=False)
+    check_bound(x, x_hat, 1e-2 * float(np.ptp(x)))

@@ -80,6 +80,7 @@ class Residual:
     levels: int
     predictors: list[int]  # per step: interp.CUBIC, LINEAR, MEAN, or along(axes, cubic)
     order: str  # the interpolation's visiting order: interp.AXES (format v1) or GROUPS
+    weights: list[int]  # the FITTED steps' weights, in step order
     exact: np.ndarray  # float64, values stored exactly, in visiting order
 
 
@@ -90,7 +91,7 @@ def encode(x: np.ndarray, e: float, *, dtype, integer: bool, base: np.ndarray | 
     data, n_esc, radii = adaptive.encode(list(zip(coded.codes, coded.contexts)), interp.CONTEXTS)
     exact = np.concatenate(coded.exact) if coded.exact else np.zeros(0)
     res = Residual(stream=data, escapes=n_esc, radii=radii, levels=coded.levels, predictors=coded.predictors,
-                   order=interp.GROUPS, exact=exact.astype(np.float64))
+                   order=interp.GROUPS, weights=coded.weights, exact=exact.astype(np.float64))
     return res, (r_hat if base is None else base + r_hat)
 
 
@@ -111,11 +112,12 @@ def decode(res: Residual, shape: tuple[int, ...], e: float, *, integer: bool,
     if len(res.predictors) != len(res.radii) or res.levels > 30:
         raise ContainerError("the residual record lists steps inconsistently; the container is corrupted")
     try:
-        interp.check_predictors(shape, res.levels, res.order, res.predictors)
-    except ValueError as e:
-        raise ContainerError(f"the residual record's predictors do not fit the array ({e}); "
+        interp.step_weights(shape, res.levels, res.order, res.predictors, res.weights)
+    except ValueError as err:
+        raise ContainerError(f"the residual record's predictors do not fit the array ({err}); "
                              "the container is corrupted") from None
-    r_hat = interp.decode(read, shape, e, res.levels, res.predictors, integer=integer, order=res.order)
+    r_hat = interp.decode(read, shape, e, res.levels, res.predictors, integer=integer, order=res.order,
+                          weights=res.weights)
     decoder.finish()
     if used != res.exact.size:
         raise ContainerError("exactly stored values left over; the container is corrupted")

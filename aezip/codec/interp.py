@@ -190,8 +190,11 @@ def _pair(f: np.ndarray, pas: Pass, axis: int, op) -> np.ndarray:
     return out
 
 
-CUBIC, LINEAR, MEAN = 0, 1, 2  # the predictors a step may use, along all its odd axes
+CUBIC, LINEAR, MEAN, FITTED = 0, 1, 2, 3  # the predictors a step may use, along all its odd axes
 ALONG = 4  # ... and ALONG * mask + CUBIC or LINEAR: along the odd axes in the bit mask only
+TAPS = (-3, -1, 1, 3)  # FITTED: weights on the neighbours at these multiples of s along each odd axis
+FIT_SCALE = 4096  # ... integers in units of 1/FIT_SCALE
+FIT_LIMIT = 1 << 15  # ... of magnitude below this
 
 
 def along(axes: Sequence[int], cubic: bool) -> int:
@@ -208,6 +211,53 @@ def _axes_of(predictor: int, pas: Pass) -> tuple[int, ...]:
             or sum(1 << a for a in axes) != predictor // ALONG:
         raise ValueError(f"predictor {predictor} does not fit a pass along axes {pas.odd}")
     return axes
+
+
+def _box(shape: tuple[int, ...], pas: Pass) -> list[tuple[int, int]]:
+    """Per axis, the range of target indices whose neighbours at every tap along every odd
+    axis lie inside the array (all of them along the other axes)."""
+    out = []
+    for a, (sl, n) in enumerate(zip(_targets(shape, pas), shape)):
+        m = len(range(*sl.indices(n)))
+        out.append((1, min(m, len(range(4 * pas.s, n, 2 * pas.s)))) if a in pas.odd else (0, m))
+    return out
+
+
+def _tap(x_hat: np.ndarray, pas: Pass, box: list[tuple[int, int]], axis: int, offset: int) -> np.ndarray:
+    """x_hat at ``offset``·s along ``axis`` from the targets of ``pas`` in ``box``."""
+    sl = []
+    for a, ((lo, hi), t) in enumerate(zip(box, _targets(x_hat.shape, pas))):
+        start = (2 * lo + 1 + offset) * pas.s if a == axis else t.start + t.step * lo
+        sl.append(slice(start, start + t.step * (hi - lo), t.step))
+    return x_hat[tuple(sl)]
+
+
+def fitted(x_hat: np.ndarray, pas: Pass, w: Sequence[int]) -> np.ndarray:
+    """The FITTED prediction: sum over the odd axes (ascending) and TAPS (in order) of
+    (w / FIT_SCALE) times the neighbour, added left to right, where every neighbour exists;
+    cubic (:func:`predict`) elsewhere."""
+    p = predict(x_hat, pas, cubic=True)
+    box = _box(x_hat.shape, pas)
+    if all(hi > lo for lo, hi in box):
+        taps = [(a, o) for a in pas.odd for o in TAPS]
+        total = None
+        for (a, o), w_i in zip(taps, w):
+            term = (w_i / FIT_SCALE) * _tap(x_hat, pas, box, a, o)
+            total = term if total is None else total + term
+        p[tuple(slice(lo, hi) for lo, hi in box)] = total
+    return p
+
+
+def _fit_columns(x_hat: np.ndarray, pas: Pass) -> np.ndarray:
+    """The FITTED predictor's regressors for every target (NaN where a neighbour is missing), last axis the taps."""
+    shape = x_hat[_targets(x_hat.shape, pas)].shape
+    box = _box(x_hat.shape, pas)
+    cols = np.full(shape + (len(pas.odd) * len(TAPS),), np.nan)
+    if all(hi > lo for lo, hi in box):
+        inner = tuple(slice(lo, hi) for lo, hi in box)
+        for i, (a, o) in enumerate((a, o) for a in pas.odd for o in TAPS):
+            cols[inner + (i,)] = _tap(x_hat, pas, box, a, o)
+    return cols
 
 
 def _mean_offsets(ndim: int, pas: Pass) -> list[dict[int, int]]:
@@ -260,13 +310,15 @@ def neighbour_mean(x_hat: np.ndarray, pas: Pass) -> np.ndarray:
 class Coded:
     """Output of :func:`encode`, per step (the anchors, then each pass): int32 codes
     (``ESCAPE`` where the value is stored exactly), their coding contexts, the exactly
-    stored values, and the predictor each step used (CUBIC, LINEAR or MEAN)."""
+    stored values, the predictor each step used, and the weights of the FITTED steps, in
+    step order (len(TAPS) per odd axis of each)."""
 
     codes: list[np.ndarray]
     contexts: list[np.ndarray]
     exact: list[np.ndarray]
     levels: int
     predictors: list[int]
+    weights: list[int]
 
 
 def _steps(shape: tuple[int, ...], levels: int, order: str) -> Iterator[tuple[tuple[slice, ...], Pass | None]]:
@@ -276,11 +328,14 @@ def _steps(shape: tuple[int, ...], levels: int, order: str) -> Iterator[tuple[tu
         yield _targets(shape, pas), pas
 
 
-def _prediction(x_hat: np.ndarray, t: tuple[slice, ...], pas: Pass | None, predictor: int = CUBIC) -> np.ndarray:
+def _prediction(x_hat: np.ndarray, t: tuple[slice, ...], pas: Pass | None, predictor: int = CUBIC,
+                w: Sequence[int] = ()) -> np.ndarray:
     if pas is None:
         return np.zeros(x_hat[t].shape)
     if predictor == MEAN:
         return neighbour_mean(x_hat, pas)
+    if predictor == FITTED:
+        return fitted(x_hat, pas, w)
     return predict(x_hat, pas, cubic=predictor % ALONG == CUBIC, axes=_axes_of(predictor, pas))
 
 
@@ -294,13 +349,14 @@ BANDS = 4  # ... taken from this many bands across the leading axis
 
 
 def _choose(r: np.ndarray, r_hat: np.ndarray, pas: Pass, step: float, integer: bool,
-            candidates: Sequence[int]) -> tuple[int, float]:
+            candidates: Sequence[int]) -> tuple[int, float, list[int]]:
     """The predictor among ``candidates`` whose codes for the targets of pass ``pas`` have
-    the lowest entropy, and that entropy in bits per target; at loose bounds the
-    neighbours' quantization noise favours the linear or the mean. Judged on bands across
-    the longest axis, each predicted as if it were the whole array (a band's worth of
-    work); on a small array, or one too short along every axis for bands, on every k-th
-    target of the whole array (one candidate at a time, to hold little memory)."""
+    the lowest entropy, that entropy in bits per target, and the predictor's weights
+    (FITTED: least-squares weights on the same targets, whose cost in the container is
+    counted; others: none). At loose bounds the neighbours' quantization noise favours the
+    linear or the mean. Judged on bands across the longest axis, each predicted as if it
+    were the whole array (a band's worth of work); on a small array, or one too short
+    along every axis for bands, on every k-th target of the whole array."""
     s = pas.s
     ax = max(range(r.ndim), key=lambda a: r.shape[a])
     n = r.shape[ax]
@@ -310,26 +366,54 @@ def _choose(r: np.ndarray, r_hat: np.ndarray, pas: Pass, step: float, integer: b
         bands, k = [(0, n)], max(1, size // SAMPLE)
     else:
         bands, k = [(a, a + h) for a in sorted({i * n // BANDS // (2 * s) * (2 * s) for i in range(BANDS)})], 1
-    counts = [np.zeros(129, np.int64) for _ in candidates]
+    samples = []  # (band of r_hat, its targets, which of them are the band's own, their values)
     for band in filter(None, (_band(r.shape, pas, a, b, ax) for a, b in bands)):
         sub_hat = _cut(r_hat, ax, band.cut.start, band.cut.stop)
         t = _targets(sub_hat.shape, pas)
-        inner = band.inner.start, band.inner.stop
-        target = _cut(_cut(r, ax, band.cut.start, band.cut.stop)[t], ax, *inner).reshape(-1)[::k]
+        samples.append((sub_hat, t, (band.inner.start, band.inner.stop), _cut(r, ax, band.cut.start, band.cut.stop)[t]))
+
+    def sampled(a: np.ndarray, inner) -> np.ndarray:
+        return _cut(a, ax, *inner).reshape((-1,) + a.shape[r.ndim:])[::k]
+
+    w = _fit(pas, [(sampled(_fit_columns(sub_hat, pas), inner), sampled(y, inner)) for sub_hat, _, inner, y in samples]) \
+        if FITTED in candidates else []
+    candidates = [c for c in candidates if c != FITTED or w]
+    counts = [np.zeros(129, np.int64) for _ in candidates]
+    for sub_hat, t, inner, y in samples:
+        target = sampled(y, inner)
         for i, predictor in enumerate(candidates):
-            p = _cut(_prediction(sub_hat, t, pas, predictor), ax, *inner).reshape(-1)[::k]
+            p = sampled(_prediction(sub_hat, t, pas, predictor, w), inner)
             counts[i] += _histogram(np.rint((target - (np.rint(p) if integer else p)) / step))
     bits = [empirical_bits(c) / max(1, int(c.sum())) for c in counts]
+    bits = [b + (FIT_COST * len(w) / size if c == FITTED else 0.0) for b, c in zip(bits, candidates)]
     best = int(np.argmin(bits))
-    return candidates[best], bits[best]
+    return candidates[best], bits[best], (w if candidates[best] == FITTED else [])
+
+
+FIT_COST = 48  # bits a weight costs in the container's JSON record
+
+
+def _fit(pas: Pass, samples: list[tuple[np.ndarray, np.ndarray]]) -> list[int]:
+    """Least-squares weights of the FITTED predictor on sampled (regressors, values), as
+    integers in units of 1/FIT_SCALE; none if too few targets have every neighbour."""
+    x_fit = np.concatenate([c for c, _ in samples]) if samples else np.zeros((0, len(pas.odd) * len(TAPS)))
+    y_fit = np.concatenate([y for _, y in samples]) if samples else np.zeros(0)
+    full = ~np.isnan(x_fit).any(axis=1)
+    if np.count_nonzero(full) < 16 * x_fit.shape[1]:
+        return []
+    w, *_ = np.linalg.lstsq(x_fit[full], y_fit[full], rcond=None)
+    if not np.all(np.isfinite(w)):
+        return []
+    return [int(v) for v in np.clip(np.rint(w * FIT_SCALE), 1 - FIT_LIMIT, FIT_LIMIT - 1)]
 
 
 def _candidates(pas: Pass, ndim: int, axis_bits: dict[int, float]) -> list[int]:
-    """The predictors tried on a pass: cubic, linear, and (2 or more dimensions) the mean;
+    """The predictors tried on a pass: cubic, linear, (2 or more dimensions) the mean, the
+    fitted one (``GROUPS`` order);
     for a point odd on several axes, also cubic and linear along the smoother of them only
     (the best one, the best two of three, ranked by ``axis_bits``, the cost per target of
     the one-axis passes of the same stride), for data much rougher along some axis."""
-    out = [CUBIC, LINEAR] + ([MEAN] if ndim > 1 else [])
+    out = [CUBIC, LINEAR] + ([MEAN] if ndim > 1 else []) + ([FITTED] if pas.order == GROUPS else [])
     ranked = sorted(pas.odd, key=lambda a: axis_bits.get(a, 0.0))
     for n in range(1, len(pas.odd)):
         axes = sorted(ranked[:n])
@@ -387,14 +471,15 @@ def _banded_context(r_hat: np.ndarray, q_mag: np.ndarray, t, pas, step: float) -
     return out.reshape(-1)
 
 
-def _banded_prediction(r_hat: np.ndarray, t, pas, predictor: int, integer: bool) -> Iterator[tuple[slice, np.ndarray]]:
+def _banded_prediction(r_hat: np.ndarray, t, pas, predictor: int, integer: bool,
+                       w: Sequence[int] = ()) -> Iterator[tuple[slice, np.ndarray]]:
     """(rows of the targets, their prediction) of a step, band by band."""
     if pas is None:
         yield slice(None), np.zeros(r_hat[t].shape)
         return
     for band in _bands(r_hat.shape, pas):
         cut = r_hat[band.cut]
-        p = _prediction(cut, _targets(cut.shape, pas), pas, predictor)[band.inner]
+        p = _prediction(cut, _targets(cut.shape, pas), pas, predictor, w)[band.inner]
         yield band.rows, np.rint(p) if integer else p
 
 
@@ -418,20 +503,21 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
     q_mag = np.zeros(r.shape, np.uint8)
     step = 2.0 * e + 1.0 if integer else 2.0 * e
     cast = np.dtype(dtype)
-    codes, contexts, exact, predictors = [], [], [], []
+    codes, contexts, exact, predictors, weights = [], [], [], [], []
     axis_bits: dict[int, float] = {}  # cost per target of the one-axis passes of the current stride
     for t, pas in _steps(x.shape, levels, order):
         contexts.append(_banded_context(r_hat, q_mag, t, pas, step))
-        choice = CUBIC
+        choice, w = CUBIC, []
         if pas is not None:
-            choice, bits = _choose(r, r_hat, pas, step, integer, _candidates(pas, x.ndim, axis_bits))
+            choice, bits, w = _choose(r, r_hat, pas, step, integer, _candidates(pas, x.ndim, axis_bits))
             if len(pas.odd) == 1:
                 axis_bits[pas.odd[0]] = bits
         predictors.append(choice)
+        weights += w
         r_t, x_t, r_hat_t, q_mag_t = r[t], x[t], r_hat[t], q_mag[t]
         base_t = None if base is None else base[t]
         step_codes, step_exact = [], []
-        for rows, p in _banded_prediction(r_hat, t, pas, choice, integer):
+        for rows, p in _banded_prediction(r_hat, t, pas, choice, integer, w):
             target = r_t[rows]
             q = np.rint((target - p) / step)
             ok = np.abs(q) <= QMAX
@@ -451,7 +537,8 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
             step_exact.append(target[missed])
         codes.append(np.concatenate(step_codes) if step_codes else np.zeros(0, np.int32))
         exact.append(np.concatenate(step_exact) if step_exact else np.zeros(0))
-    return Coded(codes=codes, contexts=contexts, exact=exact, levels=levels, predictors=predictors), r_hat
+    return Coded(codes=codes, contexts=contexts, exact=exact, levels=levels, predictors=predictors,
+                 weights=weights), r_hat
 
 
 def _magnitude(codes: np.ndarray) -> np.ndarray:
@@ -460,23 +547,36 @@ def _magnitude(codes: np.ndarray) -> np.ndarray:
     return np.minimum(np.abs(codes).view(np.uint32), 3).astype(np.uint8)
 
 
-def check_predictors(shape: tuple[int, ...], levels: int, order: str, predictors: Sequence[int]) -> None:
-    """ValueError unless ``predictors`` has one predictor per step that fits the step."""
+def step_weights(shape: tuple[int, ...], levels: int, order: str, predictors: Sequence[int],
+                 weights: Sequence[int]) -> list[list[int]]:
+    """Each step's weights (FITTED steps: len(TAPS) per odd axis, taken in order from
+    ``weights``); ValueError unless there is one predictor per step that fits the step and
+    the weights are as many as the FITTED steps take."""
     steps = list(_steps(shape, levels, order))
     if len(predictors) != len(steps):
         raise ValueError(f"{len(predictors)} predictors for {len(steps)} steps")
+    out, used = [], 0
     for (_, pas), p in zip(steps, predictors):
-        if not isinstance(p, int) or p < 0 or p == 3 or (pas is None and p != CUBIC):
+        if not isinstance(p, int) or p < 0 or (pas is None and p != CUBIC) \
+                or (p == FITTED and (pas is None or pas.order != GROUPS)):
             raise ValueError(f"unknown predictor {p}")
-        if pas is not None and p != MEAN:
+        if pas is not None and p not in (MEAN, FITTED):
             _axes_of(p, pas)
+        n = len(pas.odd) * len(TAPS) if p == FITTED else 0
+        out.append(list(weights[used : used + n]))
+        used += n
+    if used != len(weights) or any(not isinstance(w, int) or abs(w) >= FIT_LIMIT for w in weights):
+        raise ValueError(f"{len(weights)} weights where the fitted steps take {used}")
+    return out
 
 
 def decode(read: Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray]], shape: tuple[int, ...], e: float,
-           levels: int, predictors: Sequence[int], *, integer: bool = False, order: str = GROUPS) -> np.ndarray:
+           levels: int, predictors: Sequence[int], *, integer: bool = False, order: str = GROUPS,
+           weights: Sequence[int] = ()) -> np.ndarray:
     """Rebuild r_hat step by step; ``read(step, contexts)`` returns that step's codes and
     exact values (the contexts come from what is already rebuilt). Bit-identical to what
-    :func:`encode` returned."""
+    :func:`encode` returned. ValueError if the predictors or weights do not fit the steps."""
+    w_steps = step_weights(shape, levels, order, predictors, weights)
     r_hat = np.empty(shape, dtype=np.float64)
     q_mag = np.zeros(shape, np.uint8)
     step = 2.0 * e + 1.0 if integer else 2.0 * e
@@ -486,7 +586,7 @@ def decode(read: Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray]], sha
         c = c.reshape(r_hat_t.shape)
         q_mag[t] = _magnitude(c)
         used = 0
-        for rows, p in _banded_prediction(r_hat, t, pas, predictors[i], integer):
+        for rows, p in _banded_prediction(r_hat, t, pas, predictors[i], integer, w_steps[i]):
             c_b = c[rows]
             esc = c_b == ESCAPE
             n = int(np.count_nonzero(esc))

@@ -142,7 +142,8 @@ class CodecParams(_Record):
     "raw": the values are stored exactly; "constant": every value equals ``offset``;
     "bounded": every value within ``bound`` (mode ``mode``) by the residual coder with
     ``levels`` interpolation levels visited in the order ``interpolation`` ("axes": format
-    v1's, "groups": v2's), per-step table radii ``radii`` and
+    v1's, "groups": v2's) with per-step predictors ``predictors`` (and the weights
+    ``weights`` of the fitted ones), per-step table radii ``radii`` and
     ``residual_escapes`` escaped codes; with ``base`` "model" the prediction starts from
     the model's reconstruction (the latent keys describe it), coded with ``margin`` taken
     off the bound for the network's drift between machines, and ``base_check`` holds the
@@ -163,7 +164,7 @@ class CodecParams(_Record):
         "symbols_crc32": "int", "escapes": "int", "model": "int", "mode": "str", "bound": "number", "levels": "int",
         "radii": "ints", "predictors": "ints", "residual_escapes": "int", "base": "str", "margin": "number",
         "base_check": "numbers", "integer": "bool", "fill_values": "numbers", "latent_coding": "str",
-        "latent_radii": "ints", "interpolation": "str"}
+        "latent_radii": "ints", "interpolation": "str", "weights": "ints"}
 
     storage: str
     ndim: int = 0
@@ -188,6 +189,7 @@ class CodecParams(_Record):
     latent_coding: str = "tables"
     latent_radii: list = field(default_factory=list)
     interpolation: str = "axes"
+    weights: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.storage not in STORAGES:
