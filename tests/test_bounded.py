@@ -320,16 +320,18 @@ def test_forged_predictor_is_corruption(tmp_path, predictor):
         aezip.decompress(p, write=False)
 
 
-@pytest.mark.parametrize("weights", [[], [4096] * 5, [4096, 0, 0, 1 << 15, 0, 0, 0, 0]])
-def test_fitted_step_with_wrong_weights_is_corruption(tmp_path, weights):
-    """A FITTED step needs len(TAPS) integer weights per odd axis, each below FIT_LIMIT."""
+@pytest.mark.parametrize("wrong", ["none", "one short", "out of range"])
+def test_fitted_step_with_wrong_weights_is_corruption(tmp_path, wrong):
+    """A FITTED step needs one integer weight per neighbour, each below FIT_LIMIT."""
     from common import edit_record
 
     x = sample_field((20, 24), seed=2)
     p = str(tmp_path / "x.aez")
     aezip.compress(x, p, abs=1e-3)
+    n = len(interp._fit_offsets(2, interp.Pass(1, (0, 1), order=interp.GROUPS)))
+    weights = {"none": [], "one short": [0] * (n - 1), "out of range": [0] * (n - 1) + [interp.FIT_LIMIT]}[wrong]
 
-    def forge(record):  # the last step is the group odd on both axes (0, 1): 8 weights
+    def forge(record):  # the last step is the group odd on both axes (0, 1)
         record["codec"]["predictors"] = [interp.CUBIC if q == interp.FITTED else q
                                          for q in record["codec"]["predictors"][:-1]] + [interp.FITTED]
         record["codec"]["weights"] = weights

@@ -192,7 +192,7 @@ def _pair(f: np.ndarray, pas: Pass, axis: int, op) -> np.ndarray:
 
 CUBIC, LINEAR, MEAN, FITTED = 0, 1, 2, 3  # the predictors a step may use, along all its odd axes
 ALONG = 4  # ... and ALONG * mask + CUBIC or LINEAR: along the odd axes in the bit mask only
-TAPS = (-3, -1, 1, 3)  # FITTED: weights on the neighbours at these multiples of s along each odd axis
+TAPS = (-3, -1, 1, 3)  # FITTED: weights on the neighbours at these multiples of s along each odd axis, and more
 FIT_SCALE = 4096  # ... integers in units of 1/FIT_SCALE
 FIT_LIMIT = 1 << 15  # ... of magnitude below this
 
@@ -213,50 +213,62 @@ def _axes_of(predictor: int, pas: Pass) -> tuple[int, ...]:
     return axes
 
 
-def _box(shape: tuple[int, ...], pas: Pass) -> list[tuple[int, int]]:
-    """Per axis, the range of target indices whose neighbours at every tap along every odd
-    axis lie inside the array (all of them along the other axes)."""
+def _fit_offsets(ndim: int, pas: Pass) -> list[dict[int, int]]:
+    """The neighbours the FITTED predictor weighs, as offsets per axis, in order: TAPS along
+    each odd axis (ascending), then the other known neighbours of :func:`neighbour_mean`."""
+    taps = [{a: o * pas.s} for a in pas.odd for o in TAPS]
+    return taps + [off for off in _mean_offsets(ndim, pas) if off not in taps]
+
+
+def _box(shape: tuple[int, ...], pas: Pass, offsets: list[dict[int, int]]) -> list[tuple[int, int]]:
+    """Per axis, the range of target indices whose neighbours at every offset lie inside the array."""
     out = []
     for a, (sl, n) in enumerate(zip(_targets(shape, pas), shape)):
+        start, _, step = sl.indices(n)
         m = len(range(*sl.indices(n)))
-        out.append((1, min(m, len(range(4 * pas.s, n, 2 * pas.s)))) if a in pas.odd else (0, m))
+        d = [off.get(a, 0) for off in offsets]
+        lo = max(0, -((start + min(d)) // step))
+        hi = min(m, len(range(start + max(d), n, step)))
+        out.append((lo, hi))
     return out
 
 
-def _tap(x_hat: np.ndarray, pas: Pass, box: list[tuple[int, int]], axis: int, offset: int) -> np.ndarray:
-    """x_hat at ``offset``·s along ``axis`` from the targets of ``pas`` in ``box``."""
+def _tap(x_hat: np.ndarray, pas: Pass, box: list[tuple[int, int]], off: dict[int, int]) -> np.ndarray:
+    """x_hat at offset ``off`` from the targets of ``pas`` in ``box``."""
     sl = []
     for a, ((lo, hi), t) in enumerate(zip(box, _targets(x_hat.shape, pas))):
-        start = (2 * lo + 1 + offset) * pas.s if a == axis else t.start + t.step * lo
+        start = t.start + t.step * lo + off.get(a, 0)
         sl.append(slice(start, start + t.step * (hi - lo), t.step))
     return x_hat[tuple(sl)]
 
 
 def fitted(x_hat: np.ndarray, pas: Pass, w: Sequence[int]) -> np.ndarray:
-    """The FITTED prediction: sum over the odd axes (ascending) and TAPS (in order) of
+    """The FITTED prediction: the sum over :func:`_fit_offsets` (in order) of
     (w / FIT_SCALE) times the neighbour, added left to right, where every neighbour exists;
     cubic (:func:`predict`) elsewhere."""
     p = predict(x_hat, pas, cubic=True)
-    box = _box(x_hat.shape, pas)
+    offsets = _fit_offsets(x_hat.ndim, pas)
+    box = _box(x_hat.shape, pas, offsets)
     if all(hi > lo for lo, hi in box):
-        taps = [(a, o) for a in pas.odd for o in TAPS]
         total = None
-        for (a, o), w_i in zip(taps, w):
-            term = (w_i / FIT_SCALE) * _tap(x_hat, pas, box, a, o)
+        for off, w_i in zip(offsets, w):
+            term = (w_i / FIT_SCALE) * _tap(x_hat, pas, box, off)
             total = term if total is None else total + term
         p[tuple(slice(lo, hi) for lo, hi in box)] = total
     return p
 
 
 def _fit_columns(x_hat: np.ndarray, pas: Pass) -> np.ndarray:
-    """The FITTED predictor's regressors for every target (NaN where a neighbour is missing), last axis the taps."""
+    """The FITTED predictor's regressors for every target (NaN where a neighbour is
+    missing), the last axis running over :func:`_fit_offsets`."""
     shape = x_hat[_targets(x_hat.shape, pas)].shape
-    box = _box(x_hat.shape, pas)
-    cols = np.full(shape + (len(pas.odd) * len(TAPS),), np.nan)
+    offsets = _fit_offsets(x_hat.ndim, pas)
+    box = _box(x_hat.shape, pas, offsets)
+    cols = np.full(shape + (len(offsets),), np.nan)
     if all(hi > lo for lo, hi in box):
         inner = tuple(slice(lo, hi) for lo, hi in box)
-        for i, (a, o) in enumerate((a, o) for a in pas.odd for o in TAPS):
-            cols[inner + (i,)] = _tap(x_hat, pas, box, a, o)
+        for i, off in enumerate(offsets):
+            cols[inner + (i,)] = _tap(x_hat, pas, box, off)
     return cols
 
 
@@ -396,7 +408,7 @@ FIT_COST = 48  # bits a weight costs in the container's JSON record
 def _fit(pas: Pass, samples: list[tuple[np.ndarray, np.ndarray]]) -> list[int]:
     """Least-squares weights of the FITTED predictor on sampled (regressors, values), as
     integers in units of 1/FIT_SCALE; none if too few targets have every neighbour."""
-    x_fit = np.concatenate([c for c, _ in samples]) if samples else np.zeros((0, len(pas.odd) * len(TAPS)))
+    x_fit = np.concatenate([c for c, _ in samples]) if samples else np.zeros((0, 1))
     y_fit = np.concatenate([y for _, y in samples]) if samples else np.zeros(0)
     full = ~np.isnan(x_fit).any(axis=1)
     if np.count_nonzero(full) < 16 * x_fit.shape[1]:
@@ -562,7 +574,7 @@ def step_weights(shape: tuple[int, ...], levels: int, order: str, predictors: Se
             raise ValueError(f"unknown predictor {p}")
         if pas is not None and p not in (MEAN, FITTED):
             _axes_of(p, pas)
-        n = len(pas.odd) * len(TAPS) if p == FITTED else 0
+        n = len(_fit_offsets(len(shape), pas)) if p == FITTED else 0
         out.append(list(weights[used : used + n]))
         used += n
     if used != len(weights) or any(not isinstance(w, int) or abs(w) >= FIT_LIMIT for w in weights):
