@@ -27,6 +27,7 @@ encoder's on any machine.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -94,14 +95,17 @@ def _cut(a: np.ndarray, axis: int, lo: int, hi: int) -> np.ndarray:
     return a[tuple(slice(lo, hi) if b == axis else slice(None) for b in range(a.ndim))]
 
 
-def predict(x_hat: np.ndarray, pas: Pass, cubic: bool = True, axes: Sequence[int] | None = None) -> np.ndarray:
+def predict(x_hat: np.ndarray, pas: Pass, cubic: bool = True, axes: Sequence[int] | None = None,
+            along: Callable[[int, bool], np.ndarray] | None = None) -> np.ndarray:
     """Interpolate the targets of ``pas`` from reconstructed ``x_hat`` along each of its odd
     axes (or only ``axes``: cubic where four neighbours exist, unless ``cubic`` is False;
-    linear where two; else the left one) and average the interpolations (summed in axis order)."""
+    linear where two; else the left one) and average the interpolations (summed in axis
+    order). ``along(axis, cubic)``, if given, supplies the interpolations (the predictor
+    choice computes each once for all candidates; the result may then be one of them)."""
     axes = pas.odd if axes is None else axes
     p = None
     for axis in axes:
-        p_axis = _interpolate(x_hat, pas, axis, cubic)
+        p_axis = _interpolate(x_hat, pas, axis, cubic) if along is None else along(axis, cubic)
         p = p_axis if p is None else p + p_axis
     return p if len(axes) == 1 else p / len(axes)
 
@@ -242,11 +246,12 @@ def _tap(x_hat: np.ndarray, pas: Pass, box: list[tuple[int, int]], off: dict[int
     return x_hat[tuple(sl)]
 
 
-def fitted(x_hat: np.ndarray, pas: Pass, w: Sequence[int]) -> np.ndarray:
+def fitted(x_hat: np.ndarray, pas: Pass, w: Sequence[int], along=None) -> np.ndarray:
     """The FITTED prediction: the sum over :func:`_fit_offsets` (in order) of
     (w / FIT_SCALE) times the neighbour, added left to right, where every neighbour exists;
-    cubic (:func:`predict`) elsewhere."""
-    p = predict(x_hat, pas, cubic=True)
+    cubic (:func:`predict`, with ``along``) elsewhere."""
+    p = predict(x_hat, pas, cubic=True, along=along)
+    p = p if along is None else p.copy()
     offsets = _fit_offsets(x_hat.ndim, pas)
     box = _box(x_hat.shape, pas, offsets)
     if all(hi > lo for lo, hi in box):
@@ -341,14 +346,14 @@ def _steps(shape: tuple[int, ...], levels: int, order: str) -> Iterator[tuple[tu
 
 
 def _prediction(x_hat: np.ndarray, t: tuple[slice, ...], pas: Pass | None, predictor: int = CUBIC,
-                w: Sequence[int] = ()) -> np.ndarray:
+                w: Sequence[int] = (), along=None) -> np.ndarray:
     if pas is None:
         return np.zeros(x_hat[t].shape)
     if predictor == MEAN:
         return neighbour_mean(x_hat, pas)
     if predictor == FITTED:
-        return fitted(x_hat, pas, w)
-    return predict(x_hat, pas, cubic=predictor % ALONG == CUBIC, axes=_axes_of(predictor, pas))
+        return fitted(x_hat, pas, w, along)
+    return predict(x_hat, pas, cubic=predictor % ALONG == CUBIC, axes=_axes_of(predictor, pas), along=along)
 
 
 def _histogram(q: np.ndarray) -> np.ndarray:
@@ -356,7 +361,7 @@ def _histogram(q: np.ndarray) -> np.ndarray:
     return np.bincount(np.clip(q.reshape(-1), -64, 64).astype(np.int64) + 64, minlength=129)
 
 
-SAMPLE = 16384  # about how many targets a pass's predictor is chosen on
+SAMPLE = 8192  # about how many targets a pass's predictor is chosen on
 BANDS = 4  # ... taken from this many bands across the leading axis
 
 
@@ -393,8 +398,9 @@ def _choose(r: np.ndarray, r_hat: np.ndarray, pas: Pass, step: float, integer: b
     counts = [np.zeros(129, np.int64) for _ in candidates]
     for sub_hat, t, inner, y in samples:
         target = sampled(y, inner)
+        along = functools.cache(lambda axis, cubic, x_hat=sub_hat: _interpolate(x_hat, pas, axis, cubic))
         for i, predictor in enumerate(candidates):
-            p = sampled(_prediction(sub_hat, t, pas, predictor, w), inner)
+            p = sampled(_prediction(sub_hat, t, pas, predictor, w, along), inner)
             counts[i] += _histogram(np.rint((target - (np.rint(p) if integer else p)) / step))
     bits = [empirical_bits(c) / max(1, int(c.sum())) for c in counts]
     bits = [b + (FIT_COST * len(w) / size if c == FITTED else 0.0) for b, c in zip(bits, candidates)]
@@ -413,7 +419,11 @@ def _fit(pas: Pass, samples: list[tuple[np.ndarray, np.ndarray]]) -> list[int]:
     full = ~np.isnan(x_fit).any(axis=1)
     if np.count_nonzero(full) < 16 * x_fit.shape[1]:
         return []
-    w, *_ = np.linalg.lstsq(x_fit[full], y_fit[full], rcond=None)
+    a, y = x_fit[full], y_fit[full]
+    try:  # the normal equations: a few regressors, many targets
+        w = np.linalg.solve(a.T @ a, a.T @ y)
+    except np.linalg.LinAlgError:  # neighbours that repeat each other (a constant band, say)
+        return []
     if not np.all(np.isfinite(w)):
         return []
     return [int(v) for v in np.clip(np.rint(w * FIT_SCALE), 1 - FIT_LIMIT, FIT_LIMIT - 1)]
