@@ -138,6 +138,9 @@ def _latents_back(entry: ArrayEntry, models: Models, refs) -> np.ndarray:
     if stream is None or stream.dtype != np.uint8:
         raise ContainerError(f"array {entry.name!r}: latent stream missing; the container is corrupted")
     shape = entry.part_shape
+    if len(shape) < c.ndim:
+        raise ContainerError(f"array {entry.name!r} has {len(shape)} axes but was coded with {c.ndim} spatial axes; "
+                             "the container is corrupted")
     spatial = tuple(shape[len(shape) - c.ndim:])
     batch = int(np.prod(shape[: len(shape) - c.ndim], dtype=np.int64))
     n_tiles = batch * int(np.prod([math.ceil(n / c.tile) for n in spatial]))

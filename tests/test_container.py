@@ -219,3 +219,26 @@ def test_version_1_files_are_still_read():
     c = read_container(v1)
     assert c.format_version == 1 and {a.name for a in c.arrays} == {"series", "image"}
     assert all(a.streams for a in c.arrays)
+
+
+@pytest.mark.parametrize("shape,mode,part,key,value", [
+    ((40, 50), {"rel": 1e-3}, "codec", "bound", 0.0),  # the words no longer fit the tables (constriction asserts)
+    ((64, 64), {"rel": 1e-3}, "codec", "radii", None),  # one radius short (set below)
+    ((64, 64), {}, "record", "shape", [64]),  # fewer axes than the model's spatial ones
+    ((64, 64), {}, "record", "shape", []),
+])
+def test_records_that_do_not_fit_their_streams_are_corruption(tmp_path, shape, mode, part, key, value):
+    """A record edited by hand (its checksums still fine) fails as a corrupted container."""
+    import aezip
+    from aezip.codec.sample import sample_field
+
+    p = str(tmp_path / "x.aez")
+    aezip.compress(sample_field(shape, seed=3), p, **mode)
+
+    def change(record):
+        d = record if part == "record" else record[part]
+        d[key] = d[key][:-1] if value is None else value
+
+    edit_record(p, 0, change)
+    with pytest.raises(ContainerError):
+        aezip.decompress(p, write=False)

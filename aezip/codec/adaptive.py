@@ -138,6 +138,15 @@ def encode(steps: Sequence[tuple[np.ndarray, np.ndarray]], n_contexts: int,
     return coder.get_compressed().astype("<u4").tobytes() + out.tobytes(), int(out.size), radii
 
 
+def _decode(decoder, model, n: int) -> np.ndarray:
+    """n symbols, or ContainerError where the words cannot come from this model (constriction
+    asserts): a stream decoded with records that are not its own."""
+    try:
+        return decoder.decode(model, n)
+    except AssertionError:
+        raise ContainerError("a coded stream does not decode with its records; the container is corrupted") from None
+
+
 class Decoder:
     """Decodes one step at a time, as the residual decoder learns each step's contexts."""
 
@@ -166,7 +175,7 @@ class Decoder:
         for ctx, cnt in enumerate(self.counts):
             part = sorted_codes[bounds[ctx] : bounds[ctx + 1]]
             for lo, hi in _chunks(part.size):
-                part[lo:hi] = self.decoder.decode(cnt.model(r), hi - lo)
+                part[lo:hi] = _decode(self.decoder, cnt.model(r), hi - lo)
                 cnt.add(part[lo:hi], r)
             cnt.next_sequence()
             outside = part == k - 1

@@ -126,7 +126,11 @@ def decode(stream: bytes, n_escapes: int, tables: Tables, shape: tuple[int, ...]
     y_hat = np.empty((c, per_channel), dtype=np.int32)
     used = 0
     for ch, model in enumerate(_models(tables)):
-        idx = decoder.decode(model, per_channel).astype(np.int64)
+        try:
+            idx = decoder.decode(model, per_channel).astype(np.int64)
+        except AssertionError:  # constriction: words this model cannot have produced
+            raise ContainerError("the latent stream does not decode with the model's tables; "
+                                 "the container is corrupted") from None
         outside = idx == k - 1
         m = int(outside.sum())
         if used + m > escapes.size:
