@@ -249,17 +249,25 @@ def _tap(x_hat: np.ndarray, pas: Pass, box: list[tuple[int, int]], off: dict[int
 def fitted(x_hat: np.ndarray, pas: Pass, w: Sequence[int], along=None) -> np.ndarray:
     """The FITTED prediction: the sum over :func:`_fit_offsets` (in order) of
     (w / FIT_SCALE) times the neighbour, added left to right, where every neighbour exists;
-    cubic (:func:`predict`, with ``along``) elsewhere."""
-    p = predict(x_hat, pas, cubic=True, along=along)
-    p = p if along is None else p.copy()
+    cubic (:func:`predict`) elsewhere, computed on cuts around the faces of that box only."""
     offsets = _fit_offsets(x_hat.ndim, pas)
     box = _box(x_hat.shape, pas, offsets)
-    if all(hi > lo for lo, hi in box):
-        total = None
-        for off, w_i in zip(offsets, w):
-            term = (w_i / FIT_SCALE) * _tap(x_hat, pas, box, off)
-            total = term if total is None else total + term
-        p[tuple(slice(lo, hi) for lo, hi in box)] = total
+    if not all(hi > lo for lo, hi in box):
+        return predict(x_hat, pas, cubic=True, along=along)
+    t = _targets(x_hat.shape, pas)
+    p = np.empty(x_hat[t].shape)
+    total = None
+    for off, w_i in zip(offsets, w):
+        term = (w_i / FIT_SCALE) * _tap(x_hat, pas, box, off)
+        total = term if total is None else total + term
+    p[tuple(slice(lo, hi) for lo, hi in box)] = total
+    for a, (lo, hi) in enumerate(box):  # the targets outside the box, a face at a time
+        for f0, f1 in ((0, lo), (hi, p.shape[a])):
+            if f1 > f0:
+                first = t[a].start + t[a].step * f0  # array row of the face's first target
+                band = _band(x_hat.shape, pas, first // (2 * pas.s) * (2 * pas.s), first + t[a].step * (f1 - f0), a)
+                cut = _cut(x_hat, a, band.cut.start, band.cut.stop)
+                _cut(p, a, f0, f1)[...] = _cut(predict(cut, pas, cubic=True), a, band.inner.start, band.inner.stop)
     return p
 
 
@@ -434,13 +442,18 @@ def _candidates(pas: Pass, ndim: int, axis_bits: dict[int, float]) -> list[int]:
     fitted one (``GROUPS`` order);
     for a point odd on several axes, also cubic and linear along the smoother of them only
     (the best one, the best two of three, ranked by ``axis_bits``, the cost per target of
-    the one-axis passes of the same stride), for data much rougher along some axis."""
+    the one-axis passes of the same stride), when one of them is rough (ROUGH)."""
     out = [CUBIC, LINEAR] + ([MEAN] if ndim > 1 else []) + ([FITTED] if pas.order == GROUPS else [])
     ranked = sorted(pas.odd, key=lambda a: axis_bits.get(a, 0.0))
-    for n in range(1, len(pas.odd)):
-        axes = sorted(ranked[:n])
-        out += [along(axes, True), along(axes, False)]
+    bits = [axis_bits.get(a, 0.0) for a in ranked]
+    if len(ranked) > 1 and bits[-1] > ROUGH * bits[0]:
+        for n in range(1, len(pas.odd)):
+            axes = sorted(ranked[:n])
+            out += [along(axes, True), along(axes, False)]
     return out
+
+
+ROUGH = 1.25  # an axis whose one-axis pass costs this many times the best one's is rough
 
 
 BAND = 1 << 17  # targets handled at once: a band's arrays stay in the processor's cache
