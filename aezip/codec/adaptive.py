@@ -99,6 +99,8 @@ def _by_context(contexts: np.ndarray, n_contexts: int) -> tuple[np.ndarray, np.n
 
 def radius_of(codes: np.ndarray) -> int:
     """The table's reach: every code if they are small, else 99.9 % of them."""
+    if codes.size and -FULL_RADIUS <= int(codes.min()) and int(codes.max()) <= FULL_RADIUS:
+        return max(-int(codes.min()), int(codes.max()))  # the common case, without the int64 copy
     magnitude = np.abs(codes.astype(np.int64))
     magnitude = magnitude[magnitude <= MAX_RADIUS]
     if magnitude.size == 0:

@@ -256,11 +256,12 @@ def fitted(x_hat: np.ndarray, pas: Pass, w: Sequence[int], along=None) -> np.nda
         return predict(x_hat, pas, cubic=True, along=along)
     t = _targets(x_hat.shape, pas)
     p = np.empty(x_hat[t].shape)
-    total = None
-    for off, w_i in zip(offsets, w):
-        term = (w_i / FIT_SCALE) * _tap(x_hat, pas, box, off)
-        total = term if total is None else total + term
-    p[tuple(slice(lo, hi) for lo, hi in box)] = total
+    total = p[tuple(slice(lo, hi) for lo, hi in box)]
+    term = np.empty(total.shape)
+    for k, (off, w_i) in enumerate(zip(offsets, w)):
+        np.multiply(_tap(x_hat, pas, box, off), w_i / FIT_SCALE, out=total if k == 0 else term)
+        if k:
+            total += term
     for a, (lo, hi) in enumerate(box):  # the targets outside the box, a face at a time
         for f0, f1 in ((0, lo), (hi, p.shape[a])):
             if f1 > f0:
