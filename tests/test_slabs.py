@@ -72,8 +72,6 @@ def test_region_out_of_range(tmp_path):
 
 
 def test_missing_slab_is_detected(tmp_path, monkeypatch):
-    import h5py
-
     x = sample_field((200, 30), seed=14)
     p = str(tmp_path / "m.aez")
     monkeypatch.setattr(slabs, "slab_rows", lambda shape, memory, workers=1: 64)

@@ -123,9 +123,10 @@ def encode(steps: Sequence[tuple[np.ndarray, np.ndarray]], n_contexts: int,
         r = radius_of(codes)
         radii.append(r)
         k = 2 * r + 2
-        v = codes.astype(np.int64) + r
-        outside = (v < 0) | (v > k - 2)
-        symbols = np.where(outside, k - 1, v).astype(np.int32)
+        wide = codes.dtype != np.int32 or (codes.size and int(codes.max()) > np.iinfo(np.int32).max - r)
+        v = codes.astype(np.int64) + r if wide else codes + np.int32(r)
+        outside = v.view(np.uint64 if wide else np.uint32) > k - 2  # negative values wrap past k - 2
+        symbols = np.where(outside, k - 1, v).astype(np.int32, copy=False)
         order, bounds = _by_context(contexts, n_contexts)  # one sort instead of a scan per context
         symbols, codes, outside = symbols[order], codes[order], outside[order]
         for ctx, cnt in enumerate(counts):

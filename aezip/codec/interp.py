@@ -6,12 +6,14 @@ at multiples of ``s`` not yet filled, in passes (:func:`passes`). Format v1 visi
 as SZ3's interpolation predictor does, one pass per axis, each interpolating along its
 axis. Format v2 groups the points by the axes on which they lie at odd multiples of
 ``s`` and interpolates a point along every such axis, averaging (as HPEZ's
-multi-dimensional interpolation does: Liu et al., SIGMOD 2024): a point odd on two or
+multi-dimensional interpolation does: Liu et al., arXiv:2311.12133): a point odd on two or
 three axes then has two or three independent predictions, which halves or thirds the
 share of the neighbours' quantization noise. Along an axis the interpolation is cubic
-when four neighbours exist, linear when two, the nearest otherwise; chosen per pass,
-linear only, or the mean of the known neighbours around the point (less sensitive to
-the neighbours' quantization noise at loose bounds).
+when four neighbours exist, linear when two, the nearest otherwise. Chosen per pass, by
+the entropy of the codes on a sample: cubic, linear only, the mean of the known
+neighbours around the point (less sensitive to the neighbours' quantization noise at
+loose bounds), interpolation along the smoother axes only (v2, for data much rougher
+along one axis), or weights fitted to the array by least squares (v2, stored as integers).
 
 Every prediction ``p`` uses reconstructed values only, so the decoder repeats it
 exactly; the residual is quantized with step ``2E`` in float64,
@@ -40,7 +42,6 @@ from .entropy import empirical_bits
 QMAX = 1 << 20  # largest code magnitude; larger residuals are stored exactly
 
 AXES, GROUPS = "axes", "groups"  # visiting orders: format v1's (SZ3's), format v2's
-ORDERS = (AXES, GROUPS)
 
 
 def levels_for(shape: tuple[int, ...]) -> int:
@@ -96,21 +97,23 @@ def _cut(a: np.ndarray, axis: int, lo: int, hi: int) -> np.ndarray:
 
 
 def predict(x_hat: np.ndarray, pas: Pass, cubic: bool = True, axes: Sequence[int] | None = None,
-            along: Callable[[int, bool], np.ndarray] | None = None) -> np.ndarray:
+            interpolations: Callable[[int, bool], np.ndarray] | None = None) -> np.ndarray:
     """Interpolate the targets of ``pas`` from reconstructed ``x_hat`` along each of its odd
     axes (or only ``axes``: cubic where four neighbours exist, unless ``cubic`` is False;
     linear where two; else the left one) and average the interpolations (summed in axis
-    order). ``along(axis, cubic)``, if given, supplies the interpolations (the predictor
-    choice computes each once for all candidates; the result may then be one of them)."""
+    order). ``interpolations(axis, cubic)``, if given, supplies them (the predictor choice
+    computes each once for all candidates; the result may then be one of them)."""
     axes = pas.odd if axes is None else axes
     p = None
     for axis in axes:
-        p_axis = _interpolate(x_hat, pas, axis, cubic) if along is None else along(axis, cubic)
+        p_axis = _interpolate(x_hat, pas, axis, cubic) if interpolations is None else interpolations(axis, cubic)
         p = p_axis if p is None else p + p_axis
     return p if len(axes) == 1 else p / len(axes)
 
 
 def _interpolate(x_hat: np.ndarray, pas: Pass, axis: int, cubic: bool) -> np.ndarray:
+    """The targets of ``pas`` interpolated along ``axis``: cubic (unless ``cubic`` is False)
+    where ±s and ±3s exist, linear where ±s, else the neighbour at -s."""
     s, n = pas.s, x_hat.shape[axis]
     idx = list(_targets(x_hat.shape, pas))
 
@@ -201,7 +204,7 @@ FIT_SCALE = 4096  # ... integers in units of 1/FIT_SCALE
 FIT_LIMIT = 1 << 15  # ... of magnitude below this
 
 
-def along(axes: Sequence[int], cubic: bool) -> int:
+def predictor_along(axes: Sequence[int], cubic: bool) -> int:
     """The predictor that interpolates (cubic or linear) along ``axes`` only."""
     return ALONG * sum(1 << a for a in axes) + (CUBIC if cubic else LINEAR)
 
@@ -246,14 +249,14 @@ def _tap(x_hat: np.ndarray, pas: Pass, box: list[tuple[int, int]], off: dict[int
     return x_hat[tuple(sl)]
 
 
-def fitted(x_hat: np.ndarray, pas: Pass, w: Sequence[int], along=None) -> np.ndarray:
+def fitted(x_hat: np.ndarray, pas: Pass, w: Sequence[int], interpolations=None) -> np.ndarray:
     """The FITTED prediction: the sum over :func:`_fit_offsets` (in order) of
     (w / FIT_SCALE) times the neighbour, added left to right, where every neighbour exists;
     cubic (:func:`predict`) elsewhere, computed on cuts around the faces of that box only."""
     offsets = _fit_offsets(x_hat.ndim, pas)
     box = _box(x_hat.shape, pas, offsets)
     if not all(hi > lo for lo, hi in box):
-        return predict(x_hat, pas, cubic=True, along=along)
+        return predict(x_hat, pas, cubic=True, interpolations=interpolations)
     t = _targets(x_hat.shape, pas)
     p = np.empty(x_hat[t].shape)
     total = p[tuple(slice(lo, hi) for lo, hi in box)]
@@ -337,7 +340,7 @@ class Coded:
     """Output of :func:`encode`, per step (the anchors, then each pass): int32 codes
     (``ESCAPE`` where the value is stored exactly), their coding contexts, the exactly
     stored values, the predictor each step used, and the weights of the FITTED steps, in
-    step order (len(TAPS) per odd axis of each)."""
+    step order (one per neighbour of :func:`_fit_offsets`)."""
 
     codes: list[np.ndarray]
     contexts: list[np.ndarray]
@@ -355,14 +358,15 @@ def _steps(shape: tuple[int, ...], levels: int, order: str) -> Iterator[tuple[tu
 
 
 def _prediction(x_hat: np.ndarray, t: tuple[slice, ...], pas: Pass | None, predictor: int = CUBIC,
-                w: Sequence[int] = (), along=None) -> np.ndarray:
+                w: Sequence[int] = (), interpolations=None) -> np.ndarray:
     if pas is None:
         return np.zeros(x_hat[t].shape)
     if predictor == MEAN:
         return neighbour_mean(x_hat, pas)
     if predictor == FITTED:
-        return fitted(x_hat, pas, w, along)
-    return predict(x_hat, pas, cubic=predictor % ALONG == CUBIC, axes=_axes_of(predictor, pas), along=along)
+        return fitted(x_hat, pas, w, interpolations)
+    return predict(x_hat, pas, cubic=predictor % ALONG == CUBIC, axes=_axes_of(predictor, pas),
+                   interpolations=interpolations)
 
 
 def _histogram(q: np.ndarray) -> np.ndarray:
@@ -407,9 +411,9 @@ def _choose(r: np.ndarray, r_hat: np.ndarray, pas: Pass, step: float, integer: b
     counts = [np.zeros(129, np.int64) for _ in candidates]
     for sub_hat, t, inner, y in samples:
         target = sampled(y, inner)
-        along = functools.cache(lambda axis, cubic, x_hat=sub_hat: _interpolate(x_hat, pas, axis, cubic))
+        interpolations = functools.cache(lambda axis, cubic, x_hat=sub_hat: _interpolate(x_hat, pas, axis, cubic))
         for i, predictor in enumerate(candidates):
-            p = sampled(_prediction(sub_hat, t, pas, predictor, w, along), inner)
+            p = sampled(_prediction(sub_hat, t, pas, predictor, w, interpolations), inner)
             counts[i] += _histogram(np.rint((target - (np.rint(p) if integer else p)) / step))
     bits = [empirical_bits(c) / max(1, int(c.sum())) for c in counts]
     bits = [b + (FIT_COST * len(w) / size if c == FITTED else 0.0) for b, c in zip(bits, candidates)]
@@ -450,7 +454,7 @@ def _candidates(pas: Pass, ndim: int, axis_bits: dict[int, float]) -> list[int]:
     if len(ranked) > 1 and bits[-1] > ROUGH * bits[0]:
         for n in range(1, len(pas.odd)):
             axes = sorted(ranked[:n])
-            out += [along(axes, True), along(axes, False)]
+            out += [predictor_along(axes, True), predictor_along(axes, False)]
     return out
 
 
@@ -555,20 +559,27 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
         step_codes, step_exact = [], []
         for rows, p in _banded_prediction(r_hat, t, pas, choice, integer, w):
             target = r_t[rows]
-            q = np.rint((target - p) / step)
-            ok = np.abs(q) <= QMAX
-            q[~ok] = 0.0
-            rec = p + step * q
+            q = target - p
+            q /= step
+            np.rint(q, out=q)
+            big = np.abs(q) > QMAX
+            if big.any():
+                q[big] = 0.0
+            rec = q * step
+            rec += p  # p + step q
             value = rec if base_t is None else base_t[rows] + rec
             if cast != np.float64 and not integer:
                 value = value.astype(cast).astype(np.float64)
-            ok &= np.abs(value - x_t[rows]) <= e - margin  # rounding can push a value past the bound
-            missed = ~ok
-            rec[missed] = target[missed]
-            r_hat_t[rows] = rec
+            missed = np.abs(value - x_t[rows]) > e - margin  # rounding can push a value past the bound
+            missed |= big
             c = q.astype(np.int32)
-            c[missed] = ESCAPE
-            q_mag_t[rows] = _magnitude(c)
+            mag = np.minimum(np.abs(q), 3).astype(np.uint8)
+            if missed.any():
+                rec[missed] = target[missed]
+                c[missed] = ESCAPE
+                mag[missed] = 3
+            r_hat_t[rows] = rec
+            q_mag_t[rows] = mag
             step_codes.append(c.reshape(-1))
             step_exact.append(target[missed])
         codes.append(np.concatenate(step_codes) if step_codes else np.zeros(0, np.int32))
