@@ -381,7 +381,8 @@ def _bounded_back(entry: ArrayEntry, models: Models, refs) -> np.ndarray:
                           "aezip allows; the error bound may not hold on this machine", PredictionDriftWarning)
     res = bounded.Residual(stream=entry.streams.get("residuals", np.zeros(0, np.uint8)).tobytes(),
                            escapes=c.residual_escapes, radii=list(c.radii), levels=c.levels, predictors=list(c.predictors),
-                           order=c.interpolation, weights=list(c.weights), exact=entry.streams.get("exact", np.zeros(0)).astype(np.float64))
+                           order=c.interpolation, weights=list(c.weights),
+                           exact=entry.streams.get("exact", np.zeros(0)).astype(np.float64))
     integer = c.integer or np.dtype(entry.dtype).kind in "iu"
     f_hat = bounded.decode(res, entry.part_shape, c.bound, integer=integer, base=base)
     if c.mode != "pw_rel":

@@ -78,7 +78,7 @@ class Residual:
     escapes: int
     radii: list[int]
     levels: int
-    predictors: list[int]  # per step: interp.CUBIC, LINEAR, MEAN, or along(axes, cubic)
+    predictors: list[int]  # per step: interp.CUBIC, LINEAR, MEAN, FITTED or predictor_along(axes, cubic)
     order: str  # the interpolation's visiting order: interp.AXES (format v1) or GROUPS
     weights: list[int]  # the FITTED steps' weights, in step order
     exact: np.ndarray  # float64, values stored exactly, in visiting order

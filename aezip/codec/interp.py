@@ -405,8 +405,10 @@ def _choose(r: np.ndarray, r_hat: np.ndarray, pas: Pass, step: float, integer: b
     def sampled(a: np.ndarray, inner) -> np.ndarray:
         return _cut(a, ax, *inner).reshape((-1,) + a.shape[r.ndim:])[::k]
 
-    w = _fit(pas, [(sampled(_fit_columns(sub_hat, pas), inner), sampled(y, inner)) for sub_hat, _, inner, y in samples]) \
-        if FITTED in candidates else []
+    w = []
+    if FITTED in candidates:
+        w = _fit(pas, [(sampled(_fit_columns(sub_hat, pas), inner), sampled(y, inner))
+                       for sub_hat, _, inner, y in samples])
     candidates = [c for c in candidates if c != FITTED or w]
     counts = [np.zeros(129, np.int64) for _ in candidates]
     for sub_hat, t, inner, y in samples:
@@ -524,7 +526,8 @@ def _banded_prediction(r_hat: np.ndarray, t, pas, predictor: int, integer: bool,
 
 
 def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarray | None = None,
-           dtype=np.float64, margin: float = 0.0, integer: bool = False, order: str = GROUPS) -> tuple[Coded, np.ndarray]:
+           dtype=np.float64, margin: float = 0.0, integer: bool = False,
+           order: str = GROUPS) -> tuple[Coded, np.ndarray]:
     """Code field ``x`` (float64 values) within ``e`` of every value; returns the codes and
     the residual field r_hat the decoder will rebuild.
 

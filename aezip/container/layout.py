@@ -1,7 +1,8 @@
 """The container's content as typed records, and their JSON forms (formats v1 and v2).
 
-Each record mirrors one part of formats/aezip-container-v1.md (v2 adds the codec key
-``interpolation``: formats/aezip-container-v2.md). ``parse`` functions
+Each record mirrors one part of formats/aezip-container-v1.md; version 2 adds the codec
+keys ``interpolation`` and ``weights`` and stores each entry's records as one JSON object
+(formats/aezip-container-v2.md). ``parse`` functions
 check every field and raise ``ContainerError`` naming the part that is wrong;
 keys a record does not know are ignored, so later minor additions stay readable.
 """
@@ -24,13 +25,18 @@ STORAGES = ("latent", "raw", "constant", "bounded")
 DTYPES = ("float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
 
 
-def _from_json(cls, text: str | bytes, what: str):
+def _object(text: str | bytes, what: str) -> dict:
     try:
         d = json.loads(text)
     except (ValueError, UnicodeDecodeError):
         raise ContainerError(f"the {what} record is not valid JSON; the container is corrupted") from None
     if not isinstance(d, dict):
         raise ContainerError(f"the {what} record is not a JSON object; the container is corrupted")
+    return d
+
+
+def _from_json(cls, text: str | bytes, what: str):
+    d = _object(text, what)
     known = {f.name for f in fields(cls)}
     try:
         return cls(**{k: v for k, v in d.items() if k in known})
@@ -302,7 +308,6 @@ class Container:
     format_version: int = FORMAT_VERSION
 
 
-
 # --- format v2: one JSON record per array entry and one for the root -----------------------
 
 STREAM_DTYPES = DTYPES  # a stream's values: little-endian numbers of one of these types
@@ -324,16 +329,6 @@ def entry_json(a: ArrayEntry, table: list[list]) -> str:
     if a.slab is not None:
         d["slab"] = list(a.slab)
     return json.dumps(d, sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-
-def _object(text, what: str) -> dict:
-    try:
-        d = json.loads(text)
-    except (ValueError, UnicodeDecodeError):
-        raise ContainerError(f"the {what} record is not valid JSON; the container is corrupted") from None
-    if not isinstance(d, dict):
-        raise ContainerError(f"the {what} record is not a JSON object; the container is corrupted")
-    return d
 
 
 def _typed(d: dict, key: str, kind: str, what: str):
