@@ -275,18 +275,19 @@ def fitted(x_hat: np.ndarray, pas: Pass, w: Sequence[int], interpolations=None) 
     return p
 
 
-def _fit_columns(x_hat: np.ndarray, pas: Pass) -> np.ndarray:
+def _fit_columns(x_hat: np.ndarray, pas: Pass) -> Iterator[np.ndarray]:
     """The FITTED predictor's regressors for every target (NaN where a neighbour is
-    missing), the last axis running over :func:`_fit_offsets`."""
+    missing), one array per neighbour of :func:`_fit_offsets` (the caller samples each,
+    so that only one is held whole)."""
     shape = x_hat[_targets(x_hat.shape, pas)].shape
     offsets = _fit_offsets(x_hat.ndim, pas)
     box = _box(x_hat.shape, pas, offsets)
-    cols = np.full(shape + (len(offsets),), np.nan)
-    if all(hi > lo for lo, hi in box):
-        inner = tuple(slice(lo, hi) for lo, hi in box)
-        for i, off in enumerate(offsets):
-            cols[inner + (i,)] = _tap(x_hat, pas, box, off)
-    return cols
+    inner = tuple(slice(lo, hi) for lo, hi in box)
+    for off in offsets:
+        col = np.full(shape, np.nan)
+        if all(hi > lo for lo, hi in box):
+            col[inner] = _tap(x_hat, pas, box, off)
+        yield col
 
 
 def _mean_offsets(ndim: int, pas: Pass) -> list[dict[int, int]]:
@@ -320,18 +321,12 @@ def neighbour_mean(x_hat: np.ndarray, pas: Pass) -> np.ndarray:
     t = _targets(x_hat.shape, pas)
     total = np.zeros(x_hat[t].shape)  # 0.0 + the first value: -0.0 becomes 0.0
     count = np.zeros(total.shape, np.uint8)  # at least 1: -s along an odd axis is known
-    for off in _mean_offsets(x_hat.ndim, pas):  # plain slices: the neighbours inside the array form a box of targets
-        src, dst = [], []
-        for a, (sl, n) in enumerate(zip(t, x_hat.shape)):
-            start, stop, step = sl.indices(n)
-            d = off.get(a, 0)
-            k_lo = max(0, -((start + d) // step))  # first target whose neighbour is >= 0
-            k_hi = min(len(range(start, stop, step)), -((start + d - n) // step))  # ... and < n
-            src.append(slice(start + d + k_lo * step, start + d + (k_hi - 1) * step + 1, step))
-            dst.append(slice(k_lo, k_hi))
-        if all(d.stop > d.start for d in dst):
-            total[tuple(dst)] += x_hat[tuple(src)]
-            count[tuple(dst)] += 1
+    for off in _mean_offsets(x_hat.ndim, pas):  # the targets whose neighbour is inside the array form a box
+        box = _box(x_hat.shape, pas, [off])
+        if all(hi > lo for lo, hi in box):
+            dst = tuple(slice(lo, hi) for lo, hi in box)
+            total[dst] += _tap(x_hat, pas, box, off)
+            count[dst] += 1
     return total / count
 
 
@@ -407,8 +402,8 @@ def _choose(r: np.ndarray, r_hat: np.ndarray, pas: Pass, step: float, integer: b
 
     w = []
     if FITTED in candidates:
-        w = _fit(pas, [(sampled(_fit_columns(sub_hat, pas), inner), sampled(y, inner))
-                       for sub_hat, _, inner, y in samples])
+        w = _fit(pas, [(np.stack([sampled(col, inner) for col in _fit_columns(sub_hat, pas)], axis=-1),
+                        sampled(y, inner)) for sub_hat, _, inner, y in samples])
     candidates = [c for c in candidates if c != FITTED or w]
     counts = [np.zeros(129, np.int64) for _ in candidates]
     for sub_hat, t, inner, y in samples:
