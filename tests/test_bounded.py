@@ -1,5 +1,6 @@
 """Error-bounded modes: the bound holds on every value, whatever the data and the machine."""
 
+import os
 
 import numpy as np
 import pytest
@@ -36,41 +37,46 @@ def test_abs_bound_holds_on_random_data(tmp_path_factory, data, shape, dtype, lo
     check_bound(x, x_hat, e if r.storage != "constant" else 0.0)
 
 
-@settings(max_examples=30, deadline=None)
-@given(shape=shapes, seed=st.integers(0, 2**31), log_e=st.floats(-7, -1))
-def test_interp_decoder_repeats_the_encoder_bit_for_bit(shape, seed, log_e):
+orders = st.sampled_from([interp.GROUPS, interp.DIAMOND])
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=shapes, seed=st.integers(0, 2**31), log_e=st.floats(-7, -1), order=orders)
+def test_interp_decoder_repeats_the_encoder_bit_for_bit(shape, seed, log_e, order):
     x = np.cumsum(np.random.default_rng(seed).standard_normal(shape), axis=-1)
-    coded, r_hat = interp.encode(x, 10.0**log_e)
+    coded, r_hat = interp.encode(x, 10.0**log_e, order=order)
 
     def read(step, contexts):
         np.testing.assert_array_equal(contexts, coded.contexts[step])  # the decoder sees the same contexts
         return coded.codes[step], coded.exact[step]
 
     np.testing.assert_array_equal(
-        interp.decode(read, shape, 10.0**log_e, coded.levels, coded.predictors, weights=coded.weights), r_hat)
+        interp.decode(read, shape, 10.0**log_e, coded.levels, coded.predictors, weights=coded.weights, order=order),
+        r_hat)
     assert np.all(np.abs(x - r_hat) <= 10.0**log_e)
 
 
+@pytest.mark.parametrize("order", [interp.GROUPS, interp.DIAMOND])
 @pytest.mark.parametrize("shape", [(3001,), (97, 131), (21, 33, 40)], ids=str)
-def test_bands_do_not_change_the_coding(shape, monkeypatch):
+def test_bands_do_not_change_the_coding(shape, order, monkeypatch):
     """Coding band by band (to stay in the cache) gives the bits of coding the whole array at once."""
-    _same_coding_in_bands(shape, 3, 1e-2, monkeypatch)
+    _same_coding_in_bands(shape, 3, 1e-2, monkeypatch, order=order)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(shape=st.lists(st.integers(1, 70), min_size=1, max_size=3).map(tuple), seed=st.integers(0, 2**31),
-       log_e=st.floats(-5, -1), band=st.integers(1, 50))
-def test_bands_of_any_size_on_any_shape(shape, seed, log_e, band, monkeypatch):
-    _same_coding_in_bands(shape, seed, 10.0**log_e, monkeypatch, band)
+       log_e=st.floats(-5, -1), band=st.integers(1, 50), order=orders)
+def test_bands_of_any_size_on_any_shape(shape, seed, log_e, band, order, monkeypatch):
+    _same_coding_in_bands(shape, seed, 10.0**log_e, monkeypatch, band, order)
 
 
-def _same_coding_in_bands(shape, seed, rel, monkeypatch, band=7):
+def _same_coding_in_bands(shape, seed, rel, monkeypatch, band=7, order=interp.GROUPS):
     x = np.cumsum(np.random.default_rng(seed).standard_normal(shape), axis=0)
     e = rel * max(1.0, float(np.ptp(x)))
     monkeypatch.setattr(interp, "BAND", 1 << 40)
-    whole, r_whole = interp.encode(x, e, dtype=np.float32)
+    whole, r_whole = interp.encode(x, e, dtype=np.float32, order=order)
     monkeypatch.setattr(interp, "BAND", band)
-    banded, r_banded = interp.encode(x, e, dtype=np.float32)
+    banded, r_banded = interp.encode(x, e, dtype=np.float32, order=order)
     assert r_whole.tobytes() == r_banded.tobytes() and whole.predictors == banded.predictors
     assert whole.weights == banded.weights
     for a, b in zip(whole.codes + whole.contexts + whole.exact, banded.codes + banded.contexts + banded.exact):
@@ -79,7 +85,7 @@ def _same_coding_in_bands(shape, seed, rel, monkeypatch, band=7):
     def read(step, contexts):
         return banded.codes[step], banded.exact[step]
 
-    decoded = interp.decode(read, shape, e, banded.levels, banded.predictors, weights=banded.weights)
+    decoded = interp.decode(read, shape, e, banded.levels, banded.predictors, weights=banded.weights, order=order)
     assert decoded.tobytes() == r_whole.tobytes()
 
 
@@ -351,3 +357,47 @@ def test_fitted_weights_decode_on_a_long_series(tmp_path):
     assert interp.FITTED in codec.predictors and codec.weights
     x_hat, _ = aezip.decompress(p, write=False)
     check_bound(x, x_hat, 1e-2 * float(np.ptp(x)))
+
+
+@pytest.mark.parametrize("shape", [(256, 256), (200, 120)], ids=str)
+def test_diamond_order_on_a_smooth_field_at_a_loose_bound(shape, tmp_path):
+    """Smooth fields at loose bounds take the diamond-square order: every point interpolated
+    along two or more directions (format v2 §4c); the bound holds."""
+    x = sample_field(shape, seed=2) * 3
+    e = 1e-2 * float(np.ptp(x))
+    p = str(tmp_path / "x.aez")
+    aezip.compress(x, p, abs=e)
+    codec = aezip.info(p).arrays[0].codec
+    assert codec.interpolation == interp.DIAMOND
+    x_hat, _ = aezip.decompress(p, write=False)
+    check_bound(x, x_hat, e)
+    forced = str(tmp_path / "groups.aez")
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(bounded, "choose_order", lambda *args, **kwargs: interp.GROUPS)
+        aezip.compress(x, forced, abs=e)
+    assert os.path.getsize(p) < os.path.getsize(forced)
+
+
+def test_order_is_chosen_only_where_there_is_a_choice():
+    """In 1-D both orders are the same; the choice looks at a central crop of large arrays."""
+    assert bounded.choose_order(np.arange(50.0), 0.1, integer=False) == interp.GROUPS
+    crop = bounded._crop((1000, 300, 7), 1 << 16)
+    assert np.prod([c.stop - c.start for c in crop]) <= 1 << 16
+    assert all(abs(c.start + c.stop - n) <= 1 for c, n in zip(crop, (1000, 300, 7)))  # centred
+
+
+@pytest.mark.parametrize("predictor", [interp.ALONG * 1 + interp.CUBIC, interp.ALONG * 3 + interp.LINEAR, 7])
+def test_forged_predictor_in_the_diamond_order_is_corruption(tmp_path, predictor):
+    from common import edit_record
+
+    x = sample_field((200, 120), seed=2)
+    p = str(tmp_path / "x.aez")
+    aezip.compress(x, p, rel=1e-2)
+    assert aezip.info(p).arrays[0].codec.interpolation == interp.DIAMOND
+
+    def forge(record):
+        record["codec"]["predictors"][-1] = predictor
+
+    edit_record(p, 0, forge)
+    with pytest.raises(aezip.ContainerError, match="predictor"):
+        aezip.decompress(p, write=False)

@@ -63,8 +63,10 @@ def test_golden_decoding_does_not_depend_on_the_band_size(monkeypatch):
             assert whole[k].tobytes() == banded[k].tobytes(), aez
 
 
-def test_golden_files_cover_both_interpolation_orders():
-    """Version 1 files use the axis-by-axis order, version 2 files the grouped one."""
-    orders = {(os.path.basename(os.path.dirname(f)), e.codec.interpolation)
+def test_golden_files_cover_every_interpolation_order():
+    """Version 1 files use the axis-by-axis order, version 2 files the grouped one and the
+    diamond-square one (2-D and 3-D)."""
+    orders = {(os.path.basename(os.path.dirname(f)), e.codec.interpolation, len(e.shape))
               for f in FILES for e in aezip.info(f).arrays if e.codec.storage == "bounded"}
-    assert {("v1", "axes"), ("v2", "groups")} <= orders
+    assert {("v1", "axes"), ("v2", "groups"), ("v2", "diamond")} <= {o[:2] for o in orders}
+    assert {("v2", "diamond", 2), ("v2", "diamond", 3)} <= orders

@@ -79,20 +79,44 @@ class Residual:
     radii: list[int]
     levels: int
     predictors: list[int]  # per step: interp.CUBIC, LINEAR, MEAN, FITTED or predictor_along(axes, cubic)
-    order: str  # the interpolation's visiting order: interp.AXES (format v1) or GROUPS
+    order: str  # the interpolation's visiting order: interp.AXES (format v1), GROUPS or DIAMOND
     weights: list[int]  # the FITTED steps' weights, in step order
     exact: np.ndarray  # float64, values stored exactly, in visiting order
 
 
 def encode(x: np.ndarray, e: float, *, dtype, integer: bool, base: np.ndarray | None = None,
            margin: float = 0.0) -> tuple[Residual, np.ndarray]:
-    """Code float64 field x within e; returns the residual record and the decoder's x_hat (float64)."""
-    coded, r_hat = interp.encode(x, e, base=base, dtype=dtype, margin=margin, integer=integer, order=interp.GROUPS)
+    """Code float64 field x within e, in the visiting order :func:`choose_order` picks;
+    returns the residual record and the decoder's x_hat (float64)."""
+    order = choose_order(x if base is None else x - base, e, integer=integer)
+    coded, r_hat = interp.encode(x, e, base=base, dtype=dtype, margin=margin, integer=integer, order=order)
     data, n_esc, radii = adaptive.encode(list(zip(coded.codes, coded.contexts)), interp.CONTEXTS)
     exact = np.concatenate(coded.exact) if coded.exact else np.zeros(0)
     res = Residual(stream=data, escapes=n_esc, radii=radii, levels=coded.levels, predictors=coded.predictors,
-                   order=interp.GROUPS, weights=coded.weights, exact=exact.astype(np.float64))
+                   order=order, weights=coded.weights, exact=exact.astype(np.float64))
     return res, (r_hat if base is None else base + r_hat)
+
+
+CHOICE_VALUES = 1 << 16  # the visiting order is chosen on a central crop of about this many values
+
+
+def choose_order(r: np.ndarray, e: float, *, integer: bool) -> str:
+    """interp.GROUPS or DIAMOND, whichever :func:`interp.estimate` finds cheaper on a central
+    crop of field r (of two or more axes: in 1-D the orders are one)."""
+    if r.ndim < 2:
+        return interp.GROUPS
+    crop = r[_crop(r.shape, CHOICE_VALUES)]
+    return min((interp.GROUPS, interp.DIAMOND), key=lambda order: interp.estimate(crop, e, order, integer))
+
+
+def _crop(shape: tuple[int, ...], limit: int) -> tuple[slice, ...]:
+    """A central box of ``shape`` with at most ``limit`` values (the longest axis halved
+    until it fits), or the whole shape."""
+    size = list(shape)
+    while math.prod(size) > limit:
+        a = size.index(max(size))
+        size[a] = (size[a] + 1) // 2
+    return tuple(slice((n - m) // 2, (n - m) // 2 + m) for n, m in zip(shape, size))
 
 
 def decode(res: Residual, shape: tuple[int, ...], e: float, *, integer: bool,

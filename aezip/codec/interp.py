@@ -8,7 +8,14 @@ axis. Format v2 groups the points by the axes on which they lie at odd multiples
 ``s`` and interpolates a point along every such axis, averaging (as HPEZ's
 multi-dimensional interpolation does: Liu et al., arXiv:2311.12133): a point odd on two or
 three axes then has two or three independent predictions, which halves or thirds the
-share of the neighbours' quantization noise. Along an axis the interpolation is cubic
+share of the neighbours' quantization noise. The ``DIAMOND`` order (format v2, from aezip
+0.3.0) visits the same groups most odd axes first, as the diamond-square algorithm does
+(Fournier, Fussell and Carpenter, CACM 1982): first the centres of the coarser grid's
+cells, interpolated along the cells' diagonals from their corners, then the points with
+fewer odd axes, interpolated along every axis on which they are not odd (their neighbours
+there were filled before) and along the diagonals of their odd axes. Every point then has
+two or more independent predictions; on smooth fields at loose bounds this codes smaller
+(the encoder picks the order per array). Along an axis the interpolation is cubic
 when four neighbours exist, linear when two, the nearest otherwise. Chosen per pass, by
 the entropy of the codes on a sample: cubic, linear only, the mean of the known
 neighbours around the point (less sensitive to the neighbours' quantization noise at
@@ -42,6 +49,7 @@ from .entropy import empirical_bits
 QMAX = 1 << 20  # largest code magnitude; larger residuals are stored exactly
 
 AXES, GROUPS = "axes", "groups"  # visiting orders: format v1's (SZ3's), format v2's
+DIAMOND = "diamond"  # GROUPS with the most odd axes first (the order of diamond-square)
 
 
 def levels_for(shape: tuple[int, ...]) -> int:
@@ -74,14 +82,32 @@ def passes(shape: tuple[int, ...], levels: int, order: str = AXES) -> Iterator[P
         if order == AXES:
             yield from (Pass(s, (axis,), tuple(range(axis))) for axis in range(d))
         else:
-            yield from (Pass(s, odd, order=GROUPS) for odd in _groups(d))
+            yield from (Pass(s, odd, order=order) for odd in _groups(d, order))
 
 
-def _groups(d: int) -> list[tuple[int, ...]]:
-    """The sets of odd axes of ``GROUPS`` passes at one stride, in visiting order."""
-    return [odd for n in range(1, d + 1) for odd in itertools.combinations(range(d), n)]
+def _groups(d: int, order: str = GROUPS) -> list[tuple[int, ...]]:
+    """The sets of odd axes of the passes at one stride, in visiting order: fewest first
+    (``GROUPS``) or most first (``DIAMOND``), lexicographic among sets of one size."""
+    sizes = range(d, 0, -1) if order == DIAMOND else range(1, d + 1)
+    return [odd for n in sizes for odd in itertools.combinations(range(d), n)]
 
 
+def _directions(pas: Pass, ndim: int) -> list[dict[int, int]]:
+    """The unit steps (per axis, +1 or -1) along which a ``DIAMOND`` pass interpolates:
+    every axis on which its points are not odd (the neighbours there have one more odd
+    axis: filled by an earlier pass), then the diagonals of its odd axes (the corners
+    there lie on the coarser grid): +1 on the first odd axis, -1 or +1 on each other."""
+    out = [{a: 1} for a in range(ndim) if a not in pas.odd]
+    for signs in itertools.product((-1, 1), repeat=len(pas.odd) - 1):
+        out.append({pas.odd[0]: 1, **dict(zip(pas.odd[1:], signs))})
+    return out
+
+
+def _scaled(d: dict[int, int], k: int) -> dict[int, int]:
+    return {a: v * k for a, v in d.items()}
+
+
+@functools.lru_cache(maxsize=4096)
 def _targets(shape, pas: Pass) -> tuple[slice, ...]:
     """Index of the points a pass fills."""
     s = pas.s
@@ -102,7 +128,10 @@ def predict(x_hat: np.ndarray, pas: Pass, cubic: bool = True, axes: Sequence[int
     axes (or only ``axes``: cubic where four neighbours exist, unless ``cubic`` is False;
     linear where two; else the left one) and average the interpolations (summed in axis
     order). ``interpolations(axis, cubic)``, if given, supplies them (the predictor choice
-    computes each once for all candidates; the result may then be one of them)."""
+    computes each once for all candidates; the result may then be one of them).
+    ``DIAMOND`` passes: :func:`diamond`."""
+    if pas.order == DIAMOND:
+        return diamond(x_hat, pas, cubic)
     axes = pas.odd if axes is None else axes
     p = None
     for axis in axes:
@@ -151,20 +180,27 @@ ACTIVITY = 3  # classes of the neighbours' code magnitudes: 0, 1-2, 3 or more (e
 CONTEXTS = (len(CONTEXT_STEPS) + 1) * ACTIVITY
 
 
-def context(r_hat: np.ndarray, q_mag: np.ndarray, pas: Pass, step: float) -> np.ndarray:
-    """Coding context of each target of ``pas``: how much its two neighbours along an odd
-    axis differ, in steps (6 classes; the largest difference over the odd axes), times
-    how large the codes of those neighbours were (3 classes; their sum over the odd axes
+def context(r_hat: np.ndarray, q_mag: np.ndarray, pas: Pass, step: float,
+            region: list[tuple[int, int]] | None = None) -> np.ndarray:
+    """Coding context of each target of ``pas`` (in ``region``, a box of target indices, if
+    given): how much its two neighbours along an odd axis (``DIAMOND``: a direction)
+    differ, in steps (6 classes; the largest difference over the odd axes), times how
+    large the codes of those neighbours were (3 classes; their sum over the odd axes
     divided by the number of odd axes). Only comparisons of exactly computed values and
     integers, so encoder and decoder agree on every machine."""
     g = q = None
-    for axis in pas.odd:
-        g_axis = np.abs(_pair(r_hat, pas, axis, np.subtract))
-        q_axis = _pair(q_mag, pas, axis, np.add)  # 0..6
+    sides = _directions(pas, r_hat.ndim) if pas.order == DIAMOND else pas.odd
+    for side in sides:
+        if pas.order == DIAMOND:
+            g_axis = np.abs(_pair_along(r_hat, pas, side, np.subtract, region))
+            q_axis = _pair_along(q_mag, pas, side, np.add, region)  # 0..6
+        else:
+            g_axis = np.abs(_in(_pair(r_hat, pas, side, np.subtract), region))
+            q_axis = _in(_pair(q_mag, pas, side, np.add), region)
         g = g_axis if g is None else np.maximum(g, g_axis)
         q = q_axis if q is None else q + q_axis
-    if len(pas.odd) > 1:
-        q //= len(pas.odd)
+    if len(sides) > 1:
+        q //= len(sides)
     bins = np.zeros(g.shape, np.uint8)
     for c in CONTEXT_STEPS:  # the number of thresholds at or below g (exact: powers of two times the step)
         bins += g >= c * step
@@ -223,21 +259,31 @@ def _axes_of(predictor: int, pas: Pass) -> tuple[int, ...]:
 def _fit_offsets(ndim: int, pas: Pass) -> list[dict[int, int]]:
     """The neighbours the FITTED predictor weighs, as offsets per axis, in order: TAPS along
     each odd axis (ascending), then the other known neighbours of :func:`neighbour_mean`."""
-    taps = [{a: o * pas.s} for a in pas.odd for o in TAPS]
+    if pas.order == DIAMOND:
+        taps = [_scaled(d, o * pas.s) for d in _directions(pas, ndim) for o in TAPS]
+    else:
+        taps = [{a: o * pas.s} for a in pas.odd for o in TAPS]
     return taps + [off for off in _mean_offsets(ndim, pas) if off not in taps]
 
 
 def _box(shape: tuple[int, ...], pas: Pass, offsets: list[dict[int, int]]) -> list[tuple[int, int]]:
     """Per axis, the range of target indices whose neighbours at every offset lie inside the array."""
+    reach = tuple((min(off.get(a, 0) for off in offsets), max(off.get(a, 0) for off in offsets))
+                  for a in range(len(shape)))
+    return list(_box_reach(shape, pas, reach))
+
+
+@functools.lru_cache(maxsize=4096)
+def _box_reach(shape: tuple[int, ...], pas: Pass, reach: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
+    """:func:`_box` for offsets that span ``reach`` (lowest, highest) on each axis."""
     out = []
-    for a, (sl, n) in enumerate(zip(_targets(shape, pas), shape)):
+    for (sl, n), (d0, d1) in zip(zip(_targets(shape, pas), shape), reach):
         start, _, step = sl.indices(n)
         m = len(range(*sl.indices(n)))
-        d = [off.get(a, 0) for off in offsets]
-        lo = max(0, -((start + min(d)) // step))
-        hi = min(m, len(range(start + max(d), n, step)))
+        lo = max(0, -((start + d0) // step))
+        hi = min(m, len(range(start + d1, n, step)))
         out.append((lo, hi))
-    return out
+    return tuple(out)
 
 
 def _tap(x_hat: np.ndarray, pas: Pass, box: list[tuple[int, int]], off: dict[int, int]) -> np.ndarray:
@@ -249,10 +295,160 @@ def _tap(x_hat: np.ndarray, pas: Pass, box: list[tuple[int, int]], off: dict[int
     return x_hat[tuple(sl)]
 
 
-def fitted(x_hat: np.ndarray, pas: Pass, w: Sequence[int], interpolations=None) -> np.ndarray:
+def _within(shape: tuple[int, ...], pas: Pass, offsets: list[dict[int, int]],
+            region: list[tuple[int, int]]) -> list[tuple[int, int]] | None:
+    """The targets of ``region`` (a box of target indices) whose neighbours at every offset
+    lie inside the array, as a box, or None if there are none."""
+    b = [(max(lo, r0), min(hi, r1)) for (lo, hi), (r0, r1) in zip(_box(shape, pas, offsets), region)]
+    return b if all(hi > lo for lo, hi in b) else None
+
+
+def _rel(box: list[tuple[int, int]], region: list[tuple[int, int]]) -> tuple[slice, ...]:
+    """``box`` as an index into an array of the targets of ``region``."""
+    return tuple(slice(lo - r0, hi - r0) for (lo, hi), (r0, _) in zip(box, region))
+
+
+def _faces(box: list[tuple[int, int]] | None, region: list[tuple[int, int]]) -> Iterator[list[tuple[int, int]]]:
+    """Boxes that, with ``box`` (inside ``region``), partition ``region``: along each axis in
+    turn the parts before and after ``box``, within ``box`` on the axes before it. The
+    whole region when ``box`` is None."""
+    if box is None:
+        yield region
+        return
+    for a, (lo, hi) in enumerate(box):
+        for f0, f1 in ((region[a][0], lo), (hi, region[a][1])):
+            if f1 > f0:
+                yield [box[b] if b < a else (f0, f1) if b == a else region[b] for b in range(len(region))]
+
+
+def _every(shape: tuple[int, ...], pas: Pass, region: list[tuple[int, int]] | None) -> list[tuple[int, int]]:
+    """``region``, or the box of every target of ``pas``."""
+    if region is not None:
+        return region
+    return [(0, len(range(*sl.indices(n)))) for sl, n in zip(_targets(shape, pas), shape)]
+
+
+def _size(region: list[tuple[int, int]]) -> tuple[int, ...]:
+    return tuple(hi - lo for lo, hi in region)
+
+
+def _in(a: np.ndarray, region: list[tuple[int, int]] | None) -> np.ndarray:
+    """The part ``region`` of an array over all targets."""
+    return a if region is None else a[tuple(slice(lo, hi) for lo, hi in region)]
+
+
+def _neighbour(f: np.ndarray, pas: Pass, off: dict[int, int],
+               region: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """f at offset ``off`` from the targets of ``region`` (0 where outside the array), and where inside."""
+    v = np.zeros(_size(region), f.dtype)
+    ok = np.zeros(v.shape, bool)
+    b = _within(f.shape, pas, [off], region)
+    if b is not None:
+        v[_rel(b, region)] = _tap(f, pas, b, off)
+        ok[_rel(b, region)] = True
+    return v, ok
+
+
+def _cubic(m3: np.ndarray, m1: np.ndarray, p1: np.ndarray, p3: np.ndarray) -> np.ndarray:
+    return (-1 / 16) * m3 + (9 / 16) * m1 + (9 / 16) * p1 + (-1 / 16) * p3
+
+
+def diamond(x_hat: np.ndarray, pas: Pass, cubic: bool = True,
+            region: list[tuple[int, int]] | None = None) -> np.ndarray:
+    """The targets of a ``DIAMOND`` pass interpolated along each of its directions
+    (:func:`_directions`, :func:`_along`) and averaged over the directions that have a
+    neighbour (summed in order); where every direction has all its neighbours, on a box
+    at once, elsewhere a face at a time. The targets in ``region`` only, if given."""
+    s, dirs = pas.s, _directions(pas, x_hat.ndim)
+    ks = (-3, -1, 1, 3) if cubic else (-1, 1)
+    every = _every(x_hat.shape, pas, region)
+    p = np.empty(_size(every))
+    box = _within(x_hat.shape, pas, [_scaled(d, k * s) for d in dirs for k in ks], every)
+    if box is not None:
+        total = None
+        for d in dirs:
+            v = [_tap(x_hat, pas, box, _scaled(d, k * s)) for k in ks]
+            v = _cubic(*v) if cubic else 0.5 * (v[0] + v[1])
+            total = v if total is None else total + v
+        p[_rel(box, every)] = total / len(dirs)
+    _diamond_faces(x_hat, pas, cubic, box, p, every)
+    return p
+
+
+def _diamond_faces(x_hat: np.ndarray, pas: Pass, cubic: bool, box: list[tuple[int, int]] | None,
+                   p: np.ndarray, every: list[tuple[int, int]]) -> None:
+    """Fill the targets outside ``box`` of a ``DIAMOND`` prediction ``p`` of the targets in
+    ``every``, a face at a time."""
+    for face in _faces(box, every):
+        total = count = 0.0
+        for d in _directions(pas, x_hat.ndim):
+            v, ok = _along(x_hat, pas, d, cubic, face)
+            total, count = total + v, count + ok
+        p[_rel(face, every)] = total / count  # at least 1: the diagonal +1 on every odd axis has its point at -s
+
+
+def _along(x_hat: np.ndarray, pas: Pass, d: dict[int, int], cubic: bool,
+           region: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """The targets of ``region`` interpolated along direction ``d``: cubic (unless ``cubic`` is
+    False) where the neighbours at -3, -1, +1 and +3 steps of s exist, linear where those
+    at -1 and +1 do, else the one of them that does (0 where none does); and where one does."""
+    v = np.zeros(_size(region))
+    ok = np.zeros(v.shape, bool)
+    # each rule overwrites the previous ones where its neighbours exist (a box each)
+    rules = [(1,), (-1,), (-1, 1)] + ([(-3, -1, 1, 3)] if cubic else [])
+    for ks in rules:
+        b = _within(x_hat.shape, pas, [_scaled(d, k * pas.s) for k in ks], region)
+        if b is not None:
+            taps = [_tap(x_hat, pas, b, _scaled(d, k * pas.s)) for k in ks]
+            linear = len(ks) == 2
+            v[_rel(b, region)] = _cubic(*taps) if len(ks) == 4 else 0.5 * (taps[0] + taps[1]) if linear else taps[0]
+            ok[_rel(b, region)] = True
+    return v, ok
+
+
+def _pair_along(f: np.ndarray, pas: Pass, d: dict[int, int], op,
+                region: list[tuple[int, int]] | None = None) -> np.ndarray:
+    """op(left, right) of the neighbours at -s and +s along direction ``d`` of the targets
+    of a ``DIAMOND`` pass (in ``region``); where one of them is missing the other one
+    twice, where both are, op(0, 0)."""
+    every = _every(f.shape, pas, region)
+    out = np.empty(_size(every), f.dtype)
+    minus, plus = _scaled(d, -pas.s), _scaled(d, pas.s)
+    box = _within(f.shape, pas, [minus, plus], every)
+    if box is not None:
+        op(_tap(f, pas, box, minus), _tap(f, pas, box, plus), out=out[_rel(box, every)])
+    for face in _faces(box, every):
+        (v_m, ok_m), (v_p, ok_p) = (_neighbour(f, pas, off, face) for off in (minus, plus))
+        out[_rel(face, every)] = op(np.where(ok_m, v_m, v_p), np.where(ok_p, v_p, v_m))
+    return out
+
+
+def fitted(x_hat: np.ndarray, pas: Pass, w: Sequence[int], interpolations=None,
+           region: list[tuple[int, int]] | None = None) -> np.ndarray:
     """The FITTED prediction: the sum over :func:`_fit_offsets` (in order) of
     (w / FIT_SCALE) times the neighbour, added left to right, where every neighbour exists;
-    cubic (:func:`predict`) elsewhere, computed on cuts around the faces of that box only."""
+    cubic (:func:`predict`) elsewhere, computed on cuts around the faces of that box only.
+    The targets in ``region`` only, if given."""
+    if pas.order == DIAMOND:
+        return _fitted_diamond(x_hat, pas, w, _every(x_hat.shape, pas, region))
+    return _in(_fitted(x_hat, pas, w, interpolations), region)
+
+
+def _fitted_diamond(x_hat: np.ndarray, pas: Pass, w: Sequence[int], every: list[tuple[int, int]]) -> np.ndarray:
+    offsets = _fit_offsets(x_hat.ndim, pas)
+    p = np.empty(_size(every))
+    box = _within(x_hat.shape, pas, offsets, every)
+    if box is not None:
+        total = p[_rel(box, every)]
+        for k, (off, w_i) in enumerate(zip(offsets, w)):  # as in _fitted
+            term = np.multiply(_tap(x_hat, pas, box, off), w_i / FIT_SCALE, out=total if k == 0 else None)
+            if k:
+                total += term
+    _diamond_faces(x_hat, pas, True, box, p, every)
+    return p
+
+
+def _fitted(x_hat: np.ndarray, pas: Pass, w: Sequence[int], interpolations=None) -> np.ndarray:
     offsets = _fit_offsets(x_hat.ndim, pas)
     box = _box(x_hat.shape, pas, offsets)
     if not all(hi > lo for lo, hi in box):
@@ -305,7 +501,7 @@ def _mean_offsets(ndim: int, pas: Pass) -> list[dict[int, int]]:
         return [{axis: -s}, {axis: s}] + [
             {b: db, axis: da} for b in range(ndim) if b != axis
             for db in ((-s, s) if b in pas.fine else (-2 * s, 2 * s)) for da in (-s, s)]
-    groups = _groups(ndim)
+    groups = _groups(ndim, pas.order)
     earlier = set(groups[: groups.index(pas.odd)])
     offsets = []
     for o in itertools.product((-1, 0, 1), repeat=ndim):
@@ -353,15 +549,18 @@ def _steps(shape: tuple[int, ...], levels: int, order: str) -> Iterator[tuple[tu
 
 
 def _prediction(x_hat: np.ndarray, t: tuple[slice, ...], pas: Pass | None, predictor: int = CUBIC,
-                w: Sequence[int] = (), interpolations=None) -> np.ndarray:
+                w: Sequence[int] = (), interpolations=None, region: list[tuple[int, int]] | None = None) -> np.ndarray:
+    """The prediction of the targets ``t`` of ``pas`` (in ``region``, if given) by ``predictor``."""
     if pas is None:
-        return np.zeros(x_hat[t].shape)
+        return _in(np.zeros(x_hat[t].shape), region)
     if predictor == MEAN:
-        return neighbour_mean(x_hat, pas)
+        return _in(neighbour_mean(x_hat, pas), region)
     if predictor == FITTED:
-        return fitted(x_hat, pas, w, interpolations)
-    return predict(x_hat, pas, cubic=predictor % ALONG == CUBIC, axes=_axes_of(predictor, pas),
-                   interpolations=interpolations)
+        return fitted(x_hat, pas, w, interpolations, region)
+    if pas.order == DIAMOND:
+        return diamond(x_hat, pas, predictor == CUBIC, region)
+    return _in(predict(x_hat, pas, cubic=predictor % ALONG == CUBIC, axes=_axes_of(predictor, pas),
+                       interpolations=interpolations), region)
 
 
 def _histogram(q: np.ndarray) -> np.ndarray:
@@ -391,26 +590,29 @@ def _choose(r: np.ndarray, r_hat: np.ndarray, pas: Pass, step: float, integer: b
         bands, k = [(0, n)], max(1, size // SAMPLE)
     else:
         bands, k = [(a, a + h) for a in sorted({i * n // BANDS // (2 * s) * (2 * s) for i in range(BANDS)})], 1
-    samples = []  # (band of r_hat, its targets, which of them are the band's own, their values)
+    samples = []  # (band of r_hat, its targets, the box of them sampled (the band's own), their values)
     for band in filter(None, (_band(r.shape, pas, a, b, ax) for a, b in bands)):
         sub_hat = _cut(r_hat, ax, band.cut.start, band.cut.stop)
         t = _targets(sub_hat.shape, pas)
-        samples.append((sub_hat, t, (band.inner.start, band.inner.stop), _cut(r, ax, band.cut.start, band.cut.stop)[t]))
+        region = _band_region(sub_hat.shape, pas, band.inner, ax)
+        if pas.order == DIAMOND:  # where every neighbour is inside (the faces are slow and few)
+            region = _within(sub_hat.shape, pas, _fit_offsets(r.ndim, pas), region) or region
+        samples.append((sub_hat, t, region, _cut(r, ax, band.cut.start, band.cut.stop)[t]))
 
-    def sampled(a: np.ndarray, inner) -> np.ndarray:
-        return _cut(a, ax, *inner).reshape((-1,) + a.shape[r.ndim:])[::k]
+    def sampled(a: np.ndarray, region) -> np.ndarray:
+        return _in(a, region).reshape((-1,) + a.shape[r.ndim:])[::k]
 
     w = []
     if FITTED in candidates:
-        w = _fit(pas, [(np.stack([sampled(col, inner) for col in _fit_columns(sub_hat, pas)], axis=-1),
-                        sampled(y, inner)) for sub_hat, _, inner, y in samples])
+        w = _fit(pas, [(np.stack([sampled(col, region) for col in _fit_columns(sub_hat, pas)], axis=-1),
+                        sampled(y, region)) for sub_hat, _, region, y in samples])
     candidates = [c for c in candidates if c != FITTED or w]
     counts = [np.zeros(129, np.int64) for _ in candidates]
-    for sub_hat, t, inner, y in samples:
-        target = sampled(y, inner)
+    for sub_hat, t, region, y in samples:
+        target = sampled(y, region)
         interpolations = functools.cache(lambda axis, cubic, x_hat=sub_hat: _interpolate(x_hat, pas, axis, cubic))
         for i, predictor in enumerate(candidates):
-            p = sampled(_prediction(sub_hat, t, pas, predictor, w, interpolations), inner)
+            p = _prediction(sub_hat, t, pas, predictor, w, interpolations, region).reshape(-1)[::k]
             counts[i] += _histogram(np.rint((target - (np.rint(p) if integer else p)) / step))
     bits = [empirical_bits(c) / max(1, int(c.sum())) for c in counts]
     bits = [b + (FIT_COST * len(w) / size if c == FITTED else 0.0) for b, c in zip(bits, candidates)]
@@ -445,10 +647,10 @@ def _candidates(pas: Pass, ndim: int, axis_bits: dict[int, float]) -> list[int]:
     for a point odd on several axes, also cubic and linear along the smoother of them only
     (the best one, the best two of three, ranked by ``axis_bits``, the cost per target of
     the one-axis passes of the same stride), when one of them is rough (ROUGH)."""
-    out = [CUBIC, LINEAR] + ([MEAN] if ndim > 1 else []) + ([FITTED] if pas.order == GROUPS else [])
+    out = [CUBIC, LINEAR] + ([MEAN] if ndim > 1 else []) + ([FITTED] if pas.order != AXES else [])
     ranked = sorted(pas.odd, key=lambda a: axis_bits.get(a, 0.0))
     bits = [axis_bits.get(a, 0.0) for a in ranked]
-    if len(ranked) > 1 and bits[-1] > ROUGH * bits[0]:
+    if pas.order == GROUPS and len(ranked) > 1 and bits[-1] > ROUGH * bits[0]:
         for n in range(1, len(pas.odd)):
             axes = sorted(ranked[:n])
             out += [predictor_along(axes, True), predictor_along(axes, False)]
@@ -499,25 +701,52 @@ def _bands(shape: tuple[int, ...], pas: Pass) -> Iterator[_Band]:
             yield band
 
 
+def _band_region(shape: tuple[int, ...], pas: Pass, inner: slice, axis: int = 0) -> list[tuple[int, int]]:
+    """The box of the targets of ``pas`` in a cut of ``shape`` whose index along ``axis`` is in ``inner``."""
+    every = _every(shape, pas, None)
+    every[axis] = (inner.start, inner.stop)
+    return every
+
+
+def _pieces(shape: tuple[int, ...], pas: Pass) -> Iterator[tuple[slice, list[tuple[int, int]], tuple[slice, ...]]]:
+    """The parts in which a pass's targets are worked on: (rows of the array to cut, the
+    box of the cut's targets, where they lie among the pass's targets). Band by band
+    (:func:`_bands`); for a ``DIAMOND`` pass only the box whose every neighbour lies inside
+    the array, and then the faces around it on the whole array, so that the slow work at
+    the array's edges is done once per pass, not once per band."""
+    every = _every(shape, pas, None)
+    core = _within(shape, pas, _fit_offsets(len(shape), pas), every) if pas.order == DIAMOND else every
+    if core is not None:
+        for band in _bands(shape, pas):
+            shift = band.rows.start - band.inner.start  # cut's target index + shift = the pass's
+            lo, hi = max(band.rows.start, core[0][0]), min(band.rows.stop, core[0][1])
+            if hi > lo:
+                box = [(lo, hi)] + core[1:]
+                yield band.cut, [(lo - shift, hi - shift)] + core[1:], tuple(slice(a, b) for a, b in box)
+    if core is not every:
+        for face in _faces(core, every):
+            yield slice(None), face, tuple(slice(a, b) for a, b in face)
+
+
 def _banded_context(r_hat: np.ndarray, q_mag: np.ndarray, t, pas, step: float) -> np.ndarray:
     """The contexts of a step (anchors: 0), computed band by band."""
     out = np.zeros(r_hat[t].shape, np.uint8)
     if pas is not None:
-        for band in _bands(r_hat.shape, pas):
-            out[band.rows] = context(r_hat[band.cut], q_mag[band.cut], pas, step)[band.inner]
+        for rows, region, idx in _pieces(r_hat.shape, pas):
+            out[idx] = context(r_hat[rows], q_mag[rows], pas, step, region)
     return out.reshape(-1)
 
 
 def _banded_prediction(r_hat: np.ndarray, t, pas, predictor: int, integer: bool,
-                       w: Sequence[int] = ()) -> Iterator[tuple[slice, np.ndarray]]:
-    """(rows of the targets, their prediction) of a step, band by band."""
+                       w: Sequence[int] = ()) -> Iterator[tuple[tuple[slice, ...], np.ndarray]]:
+    """(where among the step's targets, their prediction) of a step, band by band."""
     if pas is None:
-        yield slice(None), np.zeros(r_hat[t].shape)
+        yield (slice(None),), np.zeros(r_hat[t].shape)
         return
-    for band in _bands(r_hat.shape, pas):
-        cut = r_hat[band.cut]
-        p = _prediction(cut, _targets(cut.shape, pas), pas, predictor, w)[band.inner]
-        yield band.rows, np.rint(p) if integer else p
+    for rows, region, idx in _pieces(r_hat.shape, pas):
+        cut = r_hat[rows]
+        p = _prediction(cut, _targets(cut.shape, pas), pas, predictor, w, region=region)
+        yield idx, np.rint(p) if integer else p
 
 
 def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarray | None = None,
@@ -554,9 +783,10 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
         weights += w
         r_t, x_t, r_hat_t, q_mag_t = r[t], x[t], r_hat[t], q_mag[t]
         base_t = None if base is None else base[t]
-        step_codes, step_exact = [], []
-        for rows, p in _banded_prediction(r_hat, t, pas, choice, integer, w):
-            target = r_t[rows]
+        c_t = np.empty(r_t.shape, np.int32)
+        missed_t = np.zeros(r_t.shape, bool)
+        for idx, p in _banded_prediction(r_hat, t, pas, choice, integer, w):
+            target = r_t[idx]
             q = target - p
             q /= step
             np.rint(q, out=q)
@@ -565,10 +795,10 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
                 q[big] = 0.0
             rec = q * step
             rec += p  # p + step q
-            value = rec if base_t is None else base_t[rows] + rec
+            value = rec if base_t is None else base_t[idx] + rec
             if cast != np.float64 and not integer:
                 value = value.astype(cast).astype(np.float64)
-            missed = np.abs(value - x_t[rows]) > e - margin  # rounding can push a value past the bound
+            missed = np.abs(value - x_t[idx]) > e - margin  # rounding can push a value past the bound
             missed |= big
             c = q.astype(np.int32)
             mag = np.minimum(np.abs(q), 3).astype(np.uint8)
@@ -576,14 +806,31 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
                 rec[missed] = target[missed]
                 c[missed] = ESCAPE
                 mag[missed] = 3
-            r_hat_t[rows] = rec
-            q_mag_t[rows] = mag
-            step_codes.append(c.reshape(-1))
-            step_exact.append(target[missed])
-        codes.append(np.concatenate(step_codes) if step_codes else np.zeros(0, np.int32))
-        exact.append(np.concatenate(step_exact) if step_exact else np.zeros(0))
+                missed_t[idx] = missed
+            r_hat_t[idx] = rec
+            q_mag_t[idx] = mag
+            c_t[idx] = c
+        codes.append(c_t.reshape(-1))
+        exact.append(r_t[missed_t])  # in C order, as the codes
     return Coded(codes=codes, contexts=contexts, exact=exact, levels=levels, predictors=predictors,
                  weights=weights), r_hat
+
+
+def estimate(x: np.ndarray, e: float, order: str, integer: bool = False) -> float:
+    """Bits to code ``x`` within ``e`` in visiting order ``order``, roughly: the cubic
+    predictor on every step, the codes' zeroth-order entropy per step (orders compare
+    alike; the coder itself does better)."""
+    x_hat = np.empty_like(x)
+    step = 2.0 * e + 1.0 if integer else 2.0 * e
+    bits = 0.0
+    for t, pas in _steps(x.shape, levels_for(x.shape), order):
+        p = _prediction(x_hat, t, pas)
+        if integer:
+            p = np.rint(p)
+        q = np.rint((x[t] - p) / step)
+        x_hat[t] = p + step * q
+        bits += empirical_bits(np.unique(q, return_counts=True)[1])
+    return bits
 
 
 def _magnitude(codes: np.ndarray) -> np.ndarray:
@@ -603,7 +850,8 @@ def step_weights(shape: tuple[int, ...], levels: int, order: str, predictors: Se
     out, used = [], 0
     for (_, pas), p in zip(steps, predictors):
         if not isinstance(p, int) or p < 0 or (pas is None and p != CUBIC) \
-                or (p == FITTED and (pas is None or pas.order != GROUPS)):
+                or (p == FITTED and (pas is None or pas.order == AXES)) \
+                or (pas is not None and pas.order == DIAMOND and p >= ALONG):
             raise ValueError(f"unknown predictor {p}")
         if pas is not None and p not in (MEAN, FITTED):
             _axes_of(p, pas)
@@ -630,16 +878,17 @@ def decode(read: Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray]], sha
         c, ex = read(i, _banded_context(r_hat, q_mag, t, pas, step))
         c = c.reshape(r_hat_t.shape)
         q_mag[t] = _magnitude(c)
-        used = 0
-        for rows, p in _banded_prediction(r_hat, t, pas, predictors[i], integer, w_steps[i]):
-            c_b = c[rows]
-            esc = c_b == ESCAPE
-            n = int(np.count_nonzero(esc))
-            rec = np.where(esc, 0, c_b).astype(np.float64) if n else c_b.astype(np.float64)
+        ex_t = None  # the exact values where the codes escape (given in C order)
+        if len(ex):
+            ex_t = np.zeros(r_hat_t.shape)
+            ex_t[c == ESCAPE] = ex
+        for idx, p in _banded_prediction(r_hat, t, pas, predictors[i], integer, w_steps[i]):
+            c_b = c[idx]
+            esc = None if ex_t is None else c_b == ESCAPE
+            rec = c_b.astype(np.float64) if esc is None else np.where(esc, 0, c_b).astype(np.float64)
             rec *= step
             rec += p  # p + step q, as the encoder computed it
-            if n:
-                rec[esc] = ex[used : used + n]
-                used += n
-            r_hat_t[rows] = rec
+            if esc is not None:
+                rec[esc] = ex_t[idx][esc]
+            r_hat_t[idx] = rec
     return r_hat

@@ -148,7 +148,7 @@ class CodecParams(_Record):
     "raw": the values are stored exactly; "constant": every value equals ``offset``;
     "bounded": every value within ``bound`` (mode ``mode``) by the residual coder with
     ``levels`` interpolation levels visited in the order ``interpolation`` ("axes": format
-    v1's, "groups": v2's) with per-step predictors ``predictors`` (and the weights
+    v1's, "groups" or "diamond": v2's) with per-step predictors ``predictors`` (and the weights
     ``weights`` of the fitted ones), per-step table radii ``radii`` and
     ``residual_escapes`` escaped codes; with ``base`` "model" the prediction starts from
     the model's reconstruction (the latent keys describe it), coded with ``margin`` taken
@@ -211,7 +211,7 @@ class CodecParams(_Record):
             raise ValueError(f"{self.levels} interpolation levels")
         if self.base not in ("none", "model") or self.escapes < 0 or self.residual_escapes < 0:
             raise ValueError("invalid base or escape count")
-        if self.interpolation not in ("axes", "groups"):
+        if self.interpolation not in ("axes", "groups", "diamond"):
             raise ContainerError(f"an array is interpolated in the order {self.interpolation!r}, which this aezip "
                                  "does not know: upgrade aezip to read it")
         if self.latent_coding not in ("tables", "adaptive"):
