@@ -4,11 +4,11 @@ from ._version import __version__
 from .api import compress, decompress, info, verify
 from .errors import (AezipError, BoundExceededError, ChecksumError, ContainerError, FormatVersionError, InputError,
                      InputNotFoundError, ModelError, ModelMismatchError, OutputExistsError, UnsupportedDataError,
-                     UsageError)
+                     UsageError, WorkerError)
 from .metrics import Quality, Report
 
 __all__ = [
     "AezipError", "BoundExceededError", "ChecksumError", "ContainerError", "FormatVersionError", "InputError",
     "InputNotFoundError", "ModelError", "ModelMismatchError", "OutputExistsError", "Quality", "Report",
-    "UnsupportedDataError", "UsageError", "__version__", "compress", "decompress", "info", "verify",
+    "UnsupportedDataError", "UsageError", "WorkerError", "__version__", "compress", "decompress", "info", "verify",
 ]

@@ -53,5 +53,9 @@ class ModelMismatchError(ModelError):
     """The model given is not the model the container was written with."""
 
 
+class WorkerError(AezipError, RuntimeError):
+    """A worker process ended without its result (killed, out of memory)."""
+
+
 class BoundExceededError(AezipError, ArithmeticError):
     """A measured error exceeds the bound stored in the container (exit status 3)."""

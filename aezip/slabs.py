@@ -2,7 +2,9 @@
 
 A slab is an independent container entry (formats/aezip-container-v1.md §3, ``slab``).
 Slabs bound the memory of coding (``--memory``), let large arrays use every thread, and
-let decompress decode only the slabs a region needs.
+let decompress decode only the slabs a region needs. The bounded modes' encoder spends
+much of its time in Python between numpy calls, holding the interpreter lock, so where
+the platform forks it codes slabs in worker processes instead of threads.
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ from __future__ import annotations
 import dataclasses
 from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+import sys
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 
@@ -19,7 +24,7 @@ from . import progress
 from .codec.bounded import Bound
 from .coding import Models, decode_array, encode_array
 from .container import ArrayEntry, read_streams
-from .errors import ContainerError, UsageError
+from .errors import ContainerError, UsageError, WorkerError
 from .metrics import Accumulator, valid_mask
 
 DEFAULT_MEMORY = 1 << 30  # bytes: what coding one slab may use (--memory)
@@ -51,20 +56,43 @@ def _whole_grids(rows: int, cap: int) -> int:
     return up if up <= cap else rows - rows % 64
 
 
-def in_order(func, items, workers: int):
-    """``map(func, items)`` on ``workers`` threads (numpy and the coders release the GIL),
-    results in order, at most ``workers`` items in flight (so at most that many slabs in memory)."""
+_task = None  # what forked workers run: they inherit it (and the arrays it reads); items and results travel
+
+
+def _run(item):
+    return _task(item)
+
+
+def _worker_start() -> None:
+    torch = sys.modules.get("torch")
+    if torch is not None:  # OpenMP's thread pool does not survive a fork: run the network on one thread
+        torch.set_num_threads(1)
+
+
+def in_order(func, items, workers: int, processes: bool = False):
+    """``map(func, items)`` with results in order and at most ``workers`` items in flight
+    (so at most that many slabs in memory): on threads (numpy and the coders release the
+    GIL), or, with ``processes`` where the platform forks, in forked worker processes."""
     if workers <= 1:
         yield from map(func, items)
         return
-    with ThreadPoolExecutor(workers) as pool:
-        pending: deque = deque()
-        for item in items:
-            pending.append(pool.submit(func, item))
-            if len(pending) >= workers:
+    if processes and "fork" in multiprocessing.get_all_start_methods():
+        global _task
+        _task, submit = func, _run
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_worker_start)
+    else:
+        submit, pool = func, ThreadPoolExecutor(workers)
+    try:
+        with pool:
+            pending: deque = deque()
+            for item in items:
+                pending.append(pool.submit(submit, item))
+                if len(pending) >= workers:
+                    yield pending.popleft().result()
+            while pending:
                 yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+    except BrokenProcessPool:
+        raise WorkerError("a worker process died (out of memory?): give --threads 1, or a lower --memory") from None
 
 
 def encode_field(fld, models: Models, ndim: int | None, bound: Bound | None, memory: int, workers: int):
@@ -91,7 +119,7 @@ def encode_field(fld, models: Models, ndim: int | None, bound: Bound | None, mem
                             byteorder=byteorder, fill_values=fld.fill_values, vrange=vrange,
                             full_shape=tuple(x.shape), slab=(a, b))[0]
 
-    yield from in_order(code, progress_slabs(starts, fld.name), workers)
+    yield from in_order(code, progress_slabs(starts, fld.name), workers, processes=bound is not None)
 
 
 def progress_slabs(starts: range, name: str):

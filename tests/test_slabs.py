@@ -1,5 +1,8 @@
 """Arrays coded in slabs along axis 0 (bounded memory), and decoding a region."""
 
+import multiprocessing
+import os
+
 import numpy as np
 import pytest
 
@@ -8,6 +11,7 @@ import aezip.io
 import aezip.io.stream
 from aezip import slabs
 from aezip.codec.sample import sample_field
+from aezip.container import read_streams
 from common import edit_record
 
 MB = 1 << 20
@@ -188,3 +192,38 @@ def test_psnr_mode_in_slabs(tmp_path, monkeypatch):
     assert r.psnr >= 60 and r.bound == max(bounds)
     x_hat, r2 = aezip.decompress(p, write=False, original=x)
     assert r2.measured.psnr >= 60 and r2.measured_ratio <= 1
+
+
+fork_only = pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork")
+
+
+@fork_only
+def test_slabs_coded_in_worker_processes_are_those_of_one_thread(tmp_path):
+    """The bounded modes code slabs in forked processes: the same streams as one thread."""
+    x = sample_field((300, 80), seed=21)
+    streams = []
+    for threads in (1, 2):
+        p = str(tmp_path / f"t{threads}.aez")
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(slabs, "PARALLEL_VALUES", 1000)
+            m.setattr(slabs, "slab_rows", lambda shape, memory, workers=1: 64)
+            aezip.compress(x, p, rel=1e-3, threads=threads)
+        streams.append([{k: v.tobytes() for k, v in read_streams(p, i).items()} for i in range(5)])
+    assert streams[0] == streams[1]
+
+
+@fork_only
+@pytest.mark.parametrize("how", ["error", "death"])
+def test_a_failing_worker_process_is_one_clear_error(tmp_path, monkeypatch, how):
+    def fail(*args, **kwargs):
+        if how == "death":
+            os._exit(1)
+        raise aezip.UnsupportedDataError("this slab cannot be coded")
+
+    monkeypatch.setattr(slabs, "slab_rows", lambda shape, memory, workers=1: 64)
+    monkeypatch.setattr(slabs, "encode_array", fail)
+    p = str(tmp_path / "t.aez")
+    error = aezip.WorkerError if how == "death" else aezip.UnsupportedDataError
+    with pytest.raises(error, match="worker process died" if how == "death" else "cannot be coded"):
+        aezip.compress(sample_field((300, 80), seed=21), p, rel=1e-3, threads=2)
+    assert not os.path.exists(p)
