@@ -373,14 +373,14 @@ def test_diamond_order_on_a_smooth_field_at_a_loose_bound(shape, tmp_path):
     check_bound(x, x_hat, e)
     forced = str(tmp_path / "groups.aez")
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(bounded, "choose_order", lambda *args, **kwargs: interp.GROUPS)
+        m.setattr(bounded, "choose_orders", lambda *args, **kwargs: [interp.GROUPS])
         aezip.compress(x, forced, abs=e)
     assert os.path.getsize(p) < os.path.getsize(forced)
 
 
 def test_order_is_chosen_only_where_there_is_a_choice():
     """In 1-D both orders are the same; the choice looks at a central crop of large arrays."""
-    assert bounded.choose_order(np.arange(50.0), 0.1, integer=False) == interp.GROUPS
+    assert bounded.choose_orders(np.arange(50.0), 0.1, integer=False) == [interp.GROUPS]
     crop = bounded._crop((1000, 300, 7), 1 << 16)
     assert np.prod([c.stop - c.start for c in crop]) <= 1 << 16
     assert all(abs(c.start + c.stop - n) <= 1 for c, n in zip(crop, (1000, 300, 7)))  # centred
@@ -401,3 +401,17 @@ def test_forged_predictor_in_the_diamond_order_is_corruption(tmp_path, predictor
     edit_record(p, 0, forge)
     with pytest.raises(aezip.ContainerError, match="predictor"):
         aezip.decompress(p, write=False)
+
+
+def test_close_estimates_on_a_small_array_code_it_both_ways(monkeypatch):
+    """When the estimates cannot tell the orders apart, a small array is coded in both and
+    the smaller kept."""
+    x = sample_field((60, 70), seed=9).astype(np.float64)
+    sizes = {}
+    for order in (interp.GROUPS, interp.DIAMOND):
+        monkeypatch.setattr(bounded, "choose_orders", lambda *args, order=order, **kwargs: [order])
+        sizes[order] = bounded._bytes(bounded.encode(x, 1e-2, dtype=np.float32, integer=False)[0])
+    monkeypatch.undo()
+    monkeypatch.setattr(interp, "estimate", lambda *args, **kwargs: 1000.0)
+    assert bounded.choose_orders(x, 1e-2, integer=False) == [interp.GROUPS, interp.DIAMOND]
+    assert bounded._bytes(bounded.encode(x, 1e-2, dtype=np.float32, integer=False)[0]) == min(sizes.values())

@@ -86,27 +86,44 @@ class Residual:
 
 def encode(x: np.ndarray, e: float, *, dtype, integer: bool, base: np.ndarray | None = None,
            margin: float = 0.0) -> tuple[Residual, np.ndarray]:
-    """Code float64 field x within e, in the visiting order :func:`choose_order` picks;
-    returns the residual record and the decoder's x_hat (float64)."""
-    order = choose_order(x if base is None else x - base, e, integer=integer)
-    coded, r_hat = interp.encode(x, e, base=base, dtype=dtype, margin=margin, integer=integer, order=order)
-    data, n_esc, radii = adaptive.encode(list(zip(coded.codes, coded.contexts)), interp.CONTEXTS)
-    exact = np.concatenate(coded.exact) if coded.exact else np.zeros(0)
-    res = Residual(stream=data, escapes=n_esc, radii=radii, levels=coded.levels, predictors=coded.predictors,
-                   order=order, weights=coded.weights, exact=exact.astype(np.float64))
+    """Code float64 field x within e in the visiting order :func:`choose_orders` picks (in
+    each it offers, keeping the smaller); returns the residual record and the decoder's
+    x_hat (float64)."""
+    best = None
+    for order in choose_orders(x if base is None else x - base, e, integer=integer):
+        coded, r_hat = interp.encode(x, e, base=base, dtype=dtype, margin=margin, integer=integer, order=order)
+        data, n_esc, radii = adaptive.encode(list(zip(coded.codes, coded.contexts)), interp.CONTEXTS)
+        exact = np.concatenate(coded.exact) if coded.exact else np.zeros(0)
+        res = Residual(stream=data, escapes=n_esc, radii=radii, levels=coded.levels, predictors=coded.predictors,
+                       order=order, weights=coded.weights, exact=exact.astype(np.float64))
+        if best is None or _bytes(res) < _bytes(best[0]):
+            best = res, r_hat
+    res, r_hat = best
     return res, (r_hat if base is None else base + r_hat)
 
 
-CHOICE_VALUES = 1 << 16  # the visiting order is chosen on a central crop of about this many values
+def _bytes(res: Residual) -> float:
+    return len(res.stream) + res.exact.nbytes + interp.FIT_COST / 8 * len(res.weights)
 
 
-def choose_order(r: np.ndarray, e: float, *, integer: bool) -> str:
-    """interp.GROUPS or DIAMOND, whichever :func:`interp.estimate` finds cheaper on a central
-    crop of field r (of two or more axes: in 1-D the orders are one)."""
+CHOICE_VALUES = 1 << 16  # the visiting order is estimated on a central crop of about this many values
+CLOSE = 0.03  # ... and arrays of up to BOTH_VALUES values are coded in both orders when the estimates are this close
+BOTH_VALUES = 1 << 18
+
+
+def choose_orders(r: np.ndarray, e: float, *, integer: bool) -> list[str]:
+    """The interpolation orders to code field r in: the one of interp.GROUPS and DIAMOND
+    that :func:`interp.estimate` finds cheaper on a central crop, or both for a small
+    array on which the estimates are close (they rank the orders right when they differ
+    by more). In 1-D there is no choice: the orders are one."""
     if r.ndim < 2:
-        return interp.GROUPS
+        return [interp.GROUPS]
     crop = r[_crop(r.shape, CHOICE_VALUES)]
-    return min((interp.GROUPS, interp.DIAMOND), key=lambda order: interp.estimate(crop, e, order, integer))
+    bits = {order: interp.estimate(crop, e, order, integer) for order in (interp.GROUPS, interp.DIAMOND)}
+    ranked = sorted(bits, key=bits.get)
+    if r.size <= BOTH_VALUES and bits[ranked[1]] <= (1 + CLOSE) * bits[ranked[0]]:
+        return ranked
+    return ranked[:1]
 
 
 def _crop(shape: tuple[int, ...], limit: int) -> tuple[slice, ...]:
