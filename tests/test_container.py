@@ -39,11 +39,11 @@ def test_roundtrip_records_and_streams(tmp_path):
 
 @pytest.mark.parametrize("n_stream", [100, 2500, 30000, 200000])
 def test_overhead_is_small(tmp_path, n_stream):
-    """Beyond its stream a one-array container costs about 1.2 KiB (formats/aezip-container-v2.md §1)."""
+    """Beyond its stream a one-array container costs about 1 KiB (formats/aezip-container-v2.md §1)."""
     p = str(tmp_path / "c.aez")
     size = write_container(p, _container(n_stream))
     assert size == os.path.getsize(p)
-    assert size - n_stream <= 1300
+    assert size - n_stream <= 1100
 
 
 def test_strings_are_fixed_length(tmp_path):

@@ -28,20 +28,26 @@ def crc32(a: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(a).view(np.uint8).tobytes()) & 0xFFFFFFFF
 
 
-def _dataset(group: h5py.Group, name: str, data: np.ndarray) -> h5py.Dataset:
-    """A 1-D dataset of ``data`` in little-endian, compact when small."""
+def _dataset(group: h5py.Group, name: str, data: np.ndarray, attrs: dict) -> None:
+    """A 1-D dataset of ``data`` in little-endian, compact when small, with attributes
+    ``attrs``. It is linked into ``group`` as ``name``, and its values written, only once
+    they are: its object header, still the last thing in the file, then grows in place
+    instead of leaving a gap and a continuation block (about 0.2 KB less per dataset)."""
     data = np.ascontiguousarray(data)
     data = data.astype(data.dtype.newbyteorder("<"), copy=False)
     dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
     dcpl.set_layout(h5py.h5d.COMPACT if 0 < data.nbytes <= COMPACT_LIMIT else h5py.h5d.CONTIGUOUS)
-    return group.create_dataset(name, data=data, dcpl=dcpl)
+    ds = group.create_dataset(None, shape=data.shape, dtype=data.dtype, dcpl=dcpl)  # anonymous until linked
+    for key, value in attrs.items():
+        ds.attrs[key] = value
+    group[name] = ds
+    if data.size:
+        ds[...] = data  # (contiguous: the values go after the header)
 
 
-def _stream(group: h5py.Group, name: str, data: np.ndarray) -> h5py.Dataset:
+def _stream(group: h5py.Group, name: str, data: np.ndarray) -> None:
     """A root stream (skeleton, model) with its CRC-32 attribute."""
-    ds = _dataset(group, name, data)
-    ds.attrs["crc32"] = np.uint32(crc32(ds[()]))
-    return ds
+    _dataset(group, name, data, {"crc32": np.uint32(crc32(data))})
 
 
 def _text(s: str) -> np.bytes_:
@@ -81,8 +87,7 @@ class ContainerWriter:
                  for v in a.streams.values()]
         table = [[name, v.dtype.name, int(v.size), crc32(v)] for name, v in zip(a.streams, parts)]
         payload = np.concatenate([v.reshape(-1).view(np.uint8) for v in parts]) if parts else np.zeros(0, np.uint8)
-        ds = _dataset(self._f, f"array_{self.n}", payload)
-        ds.attrs["record"] = _text(entry_json(a, table))
+        _dataset(self._f, f"array_{self.n}", payload, {"record": _text(entry_json(a, table))})
         self.n += 1
 
     def finish(self, *, models=(), skeleton: bytes | None = None, embedded_model: bytes | None = None) -> None:
