@@ -192,7 +192,9 @@ def decode_into(entries: list[ArrayEntry], out, models: Models, refs, box: tuple
         return max(a, rows.start), min(b, rows.stop)
 
     needed = [e for e in entries if span(e)[0] < span(e)[1]]
-    for e, x_hat in zip(needed, in_order(lambda e: decode_array(_loaded(e), models, refs), needed, workers)):
+    bounded = all(e.codec.storage == "bounded" for e in needed)
+    decoded = in_order(lambda e: decode_array(_loaded(e), models, refs), needed, workers, processes=bounded)
+    for e, x_hat in zip(needed, decoded):
         (lo, hi), a = span(e), e.slab[0] if e.slab is not None else 0
         if e.slab is None:
             part, target, ref_rows = x_hat[box], (), box

@@ -511,18 +511,17 @@ def _mean_offsets(ndim: int, pas: Pass) -> list[dict[int, int]]:
     return offsets
 
 
-def neighbour_mean(x_hat: np.ndarray, pas: Pass) -> np.ndarray:
-    """Mean of the known neighbours of the targets of ``pas`` (:func:`_mean_offsets`),
-    summed in that order, those outside the array left out."""
-    t = _targets(x_hat.shape, pas)
-    total = np.zeros(x_hat[t].shape)  # 0.0 + the first value: -0.0 becomes 0.0
+def neighbour_mean(x_hat: np.ndarray, pas: Pass, region: list[tuple[int, int]] | None = None) -> np.ndarray:
+    """Mean of the known neighbours of the targets of ``pas`` (in ``region``, if given;
+    :func:`_mean_offsets`), summed in that order, those outside the array left out."""
+    every = _every(x_hat.shape, pas, region)
+    total = np.zeros(_size(every))  # 0.0 + the first value: -0.0 becomes 0.0
     count = np.zeros(total.shape, np.uint8)  # at least 1: -s along an odd axis is known
     for off in _mean_offsets(x_hat.ndim, pas):  # the targets whose neighbour is inside the array form a box
-        box = _box(x_hat.shape, pas, [off])
-        if all(hi > lo for lo, hi in box):
-            dst = tuple(slice(lo, hi) for lo, hi in box)
-            total[dst] += _tap(x_hat, pas, box, off)
-            count[dst] += 1
+        box = _within(x_hat.shape, pas, [off], every)
+        if box is not None:
+            total[_rel(box, every)] += _tap(x_hat, pas, box, off)
+            count[_rel(box, every)] += 1
     return total / count
 
 
@@ -554,7 +553,7 @@ def _prediction(x_hat: np.ndarray, t: tuple[slice, ...], pas: Pass | None, predi
     if pas is None:
         return _in(np.zeros(x_hat[t].shape), region)
     if predictor == MEAN:
-        return _in(neighbour_mean(x_hat, pas), region)
+        return neighbour_mean(x_hat, pas, region)
     if predictor == FITTED:
         return fitted(x_hat, pas, w, interpolations, region)
     if pas.order == DIAMOND:
