@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Sequence
 import multiprocessing
 import sys
+import warnings
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -60,7 +61,11 @@ _task = None  # what forked workers run: they inherit it (and the arrays it read
 
 
 def _run(item):
-    return _task(item)
+    """_task(item) in a worker, and the warnings it raised, for the parent to raise again."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _task(item)
+    return result, [w.message for w in caught]
 
 
 def _worker_start() -> None:
@@ -76,21 +81,31 @@ def in_order(func, items, workers: int, processes: bool = False):
     if workers <= 1:
         yield from map(func, items)
         return
-    if processes and "fork" in multiprocessing.get_all_start_methods():
+    forked = processes and "fork" in multiprocessing.get_all_start_methods()
+    if forked:
         global _task
         _task, submit = func, _run
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_worker_start)
     else:
         submit, pool = func, ThreadPoolExecutor(workers)
+
+    def result(future):
+        if not forked:
+            return future.result()
+        value, caught = future.result()
+        for message in caught:
+            warnings.warn(message, stacklevel=2)
+        return value
+
     try:
         with pool:
             pending: deque = deque()
             for item in items:
                 pending.append(pool.submit(submit, item))
                 if len(pending) >= workers:
-                    yield pending.popleft().result()
+                    yield result(pending.popleft())
             while pending:
-                yield pending.popleft().result()
+                yield result(pending.popleft())
     except BrokenProcessPool:
         raise WorkerError("a worker process died (out of memory?): give --threads 1, or a lower --memory") from None
 
@@ -193,7 +208,8 @@ def decode_into(entries: list[ArrayEntry], out, models: Models, refs, box: tuple
 
     needed = [e for e in entries if span(e)[0] < span(e)[1]]
     bounded = all(e.codec.storage == "bounded" for e in needed)
-    decoded = in_order(lambda e: decode_array(_loaded(e), models, refs), needed, workers, processes=bounded)
+    decoded = in_order(lambda e: decode_array(_loaded(e), models, refs), needed, workers,
+                       processes=bounded and len(needed) > 1)
     for e, x_hat in zip(needed, decoded):
         (lo, hi), a = span(e), e.slab[0] if e.slab is not None else 0
         if e.slab is None:

@@ -2,6 +2,7 @@
 
 import multiprocessing
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import aezip.io
 import aezip.io.stream
 from aezip import slabs
 from aezip.codec.sample import sample_field
+from aezip.coding import encode_array
 from aezip.container import read_streams
 from common import edit_record
 
@@ -227,3 +229,15 @@ def test_a_failing_worker_process_is_one_clear_error(tmp_path, monkeypatch, how)
     with pytest.raises(error, match="worker process died" if how == "death" else "cannot be coded"):
         aezip.compress(sample_field((300, 80), seed=21), p, rel=1e-3, threads=2)
     assert not os.path.exists(p)
+
+
+@fork_only
+def test_warnings_in_worker_processes_reach_the_caller(tmp_path, monkeypatch):
+    def warn_and_code(*args, **kwargs):
+        warnings.warn("slab warning", UserWarning)
+        return encode_array(*args, **kwargs)
+
+    monkeypatch.setattr(slabs, "slab_rows", lambda shape, memory, workers=1: 64)
+    monkeypatch.setattr(slabs, "encode_array", warn_and_code)
+    with pytest.warns(UserWarning, match="slab warning"):
+        aezip.compress(sample_field((300, 80), seed=21), str(tmp_path / "t.aez"), rel=1e-3, threads=2)
