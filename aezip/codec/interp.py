@@ -204,10 +204,10 @@ def context(r_hat: np.ndarray, q_mag: np.ndarray, pas: Pass, step: float,
     bins = np.zeros(g.shape, np.uint8)
     for c in CONTEXT_STEPS:  # the number of thresholds at or below g (exact: powers of two times the step)
         bins += g >= c * step
-    return bins * ACTIVITY + _ACTIVITY_CLASS[q]
-
-
-_ACTIVITY_CLASS = np.array([0, 1, 1, 2, 2, 2, 2], np.uint8)  # |q| + |q'| (each at most 3) -> 0, 1-2, 3+
+    bins *= ACTIVITY
+    bins += q >= 1  # the class of |q| + |q'| (each at most 3): 0, 1-2, 3 or more
+    bins += q >= 3
+    return bins
 
 
 def _pair(f: np.ndarray, pas: Pass, axis: int, op) -> np.ndarray:
