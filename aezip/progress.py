@@ -9,6 +9,7 @@ from typing import Callable
 
 from tqdm import tqdm
 
+tqdm.monitor_interval = 0  # no monitor thread: the slab coders fork only from a process with one thread
 _enabled = True
 
 

@@ -3,8 +3,8 @@
 A slab is an independent container entry (formats/aezip-container-v1.md §3, ``slab``).
 Slabs bound the memory of coding (``--memory``), let large arrays use every thread, and
 let decompress decode only the slabs a region needs. The bounded modes' encoder spends
-much of its time in Python between numpy calls, holding the interpreter lock, so where
-the platform forks it codes slabs in worker processes instead of threads.
+much of its time in Python between numpy calls, holding the interpreter lock, so on
+Linux it codes slabs in forked worker processes instead of threads.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Sequence
 import multiprocessing
 import sys
+import threading
 import warnings
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -77,11 +78,14 @@ def _worker_start() -> None:
 def in_order(func, items, workers: int, processes: bool = False):
     """``map(func, items)`` with results in order and at most ``workers`` items in flight
     (so at most that many slabs in memory): on threads (numpy and the coders release the
-    GIL), or, with ``processes`` where the platform forks, in forked worker processes."""
+    GIL), or, with ``processes`` on Linux in a process with one thread, in forked worker
+    processes."""
     if workers <= 1:
         yield from map(func, items)
         return
-    forked = processes and "fork" in multiprocessing.get_all_start_methods()
+    # forking is safe on Linux (not on macOS: its system frameworks), and only from a process
+    # with no other thread (another thread could hold a lock the child would wait on forever)
+    forked = processes and sys.platform.startswith("linux") and threading.active_count() == 1
     if forked:
         global _task
         _task, submit = func, _run
