@@ -10,12 +10,12 @@ Linux it codes slabs in forked worker processes instead of threads.
 from __future__ import annotations
 
 import dataclasses
-from collections import deque
-from collections.abc import Sequence
 import multiprocessing
 import sys
 import threading
 import warnings
+from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
