@@ -687,15 +687,22 @@ def _band(shape: tuple[int, ...], pas: Pass, a: int, b: int, axis: int = 0) -> _
         if g1 > g0 else None
 
 
-def _bands(shape: tuple[int, ...], pas: Pass) -> Iterator[_Band]:
+def _band_axis(shape: tuple[int, ...]) -> int:
+    """The axis bands are cut along: the first, unless it is much shorter than the longest
+    (a thin slab of a 3-D volume would be one band, too large for the cache)."""
+    longest = max(range(len(shape)), key=lambda a: shape[a])
+    return 0 if 8 * shape[0] >= shape[longest] else longest
+
+
+def _bands(shape: tuple[int, ...], pas: Pass, axis: int = 0) -> Iterator[_Band]:
     s = pas.s
     t = _targets(shape, pas)
-    per_row = math.prod(len(range(*sl.indices(n))) for sl, n in zip(t[1:], shape[1:]))
+    per_row = math.prod(len(range(*sl.indices(n))) for a, (sl, n) in enumerate(zip(t, shape)) if a != axis)
     # rows per band, a multiple of 2s; at least 16s, so that the 4s rows of neighbours either
     # side cost at most half a band more work (a thin array is one band)
-    height = max(16 * s, max(1, BAND // max(1, per_row)) * t[0].step // (2 * s) * (2 * s))
-    for a in range(0, shape[0], height):
-        band = _band(shape, pas, a, min(shape[0], a + height))
+    height = max(16 * s, max(1, BAND // max(1, per_row)) * t[axis].step // (2 * s) * (2 * s))
+    for a in range(0, shape[axis], height):
+        band = _band(shape, pas, a, min(shape[axis], a + height), axis)
         if band is not None:
             yield band
 
@@ -707,24 +714,29 @@ def _band_region(shape: tuple[int, ...], pas: Pass, inner: slice, axis: int = 0)
     return every
 
 
-def _pieces(shape: tuple[int, ...], pas: Pass) -> Iterator[tuple[slice, list[tuple[int, int]], tuple[slice, ...]]]:
-    """The parts in which a pass's targets are worked on: (rows of the array to cut, the
-    box of the cut's targets, where they lie among the pass's targets). Band by band
-    (:func:`_bands`); for a ``DIAMOND`` pass only the box whose every neighbour lies inside
-    the array, and then the faces around it on the whole array, so that the slow work at
-    the array's edges is done once per pass, not once per band."""
+def _pieces(shape: tuple[int, ...], pas: Pass) -> Iterator[tuple[tuple[slice, ...], list[tuple[int, int]],
+                                                                 tuple[slice, ...]]]:
+    """The parts in which a pass's targets are worked on: (the cut of the array, the box of
+    the cut's targets, where they lie among the pass's targets). Band by band
+    (:func:`_bands`, along :func:`_band_axis`); for a ``DIAMOND`` pass only the box whose
+    every neighbour lies inside the array, and then the faces around it on the whole
+    array, so that the slow work at the array's edges is done once per pass, not once
+    per band."""
     every = _every(shape, pas, None)
     core = _within(shape, pas, _fit_offsets(len(shape), pas), every) if pas.order == DIAMOND else every
+    axis = _band_axis(shape)
     if core is not None:
-        for band in _bands(shape, pas):
+        for band in _bands(shape, pas, axis):
             shift = band.rows.start - band.inner.start  # cut's target index + shift = the pass's
-            lo, hi = max(band.rows.start, core[0][0]), min(band.rows.stop, core[0][1])
+            lo, hi = max(band.rows.start, core[axis][0]), min(band.rows.stop, core[axis][1])
             if hi > lo:
-                box = [(lo, hi)] + core[1:]
-                yield band.cut, [(lo - shift, hi - shift)] + core[1:], tuple(slice(a, b) for a, b in box)
+                box, region = list(core), list(core)
+                box[axis], region[axis] = (lo, hi), (lo - shift, hi - shift)
+                cut = tuple(band.cut if a == axis else slice(None) for a in range(len(shape)))
+                yield cut, region, tuple(slice(a, b) for a, b in box)
     if core is not every:
         for face in _faces(core, every):
-            yield slice(None), face, tuple(slice(a, b) for a, b in face)
+            yield (), face, tuple(slice(a, b) for a, b in face)
 
 
 def _banded_context(r_hat: np.ndarray, q_mag: np.ndarray, t, pas, step: float) -> np.ndarray:
