@@ -89,8 +89,12 @@ def in_order(func, items, workers: int, processes: bool = False):
     if forked:
         global _task
         _task, submit = func, _run
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_worker_start)
-    else:
+        try:
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                       initializer=_worker_start)
+        except OSError:  # no semaphores here (a container without /dev/shm): threads
+            forked = False
+    if not forked:
         submit, pool = func, ThreadPoolExecutor(workers)
 
     def result(future):

@@ -241,3 +241,14 @@ def test_warnings_in_worker_processes_reach_the_caller(tmp_path, monkeypatch):
     monkeypatch.setattr(slabs, "encode_array", warn_and_code)
     with pytest.warns(UserWarning, match="slab warning"):
         aezip.compress(sample_field((300, 80), seed=21), str(tmp_path / "t.aez"), rel=1e-3, threads=2)
+
+
+def test_threads_where_worker_processes_cannot_start(tmp_path, monkeypatch):
+    def no_semaphores(*args, **kwargs):
+        raise OSError("no /dev/shm")
+
+    monkeypatch.setattr(slabs, "ProcessPoolExecutor", no_semaphores)
+    monkeypatch.setattr(slabs, "PARALLEL_VALUES", 1000)
+    x = sample_field((300, 80), seed=21)
+    r = aezip.compress(x, str(tmp_path / "t.aez"), rel=1e-3, threads=2)
+    assert r.slabs == 2
