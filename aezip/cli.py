@@ -242,6 +242,7 @@ def _cmd_info(a) -> dict:
         "models": [{"name": m.name, "id": m.id, "config": m.config} for m in c.models],
         "arrays": [{"name": e.name, "shape": list(e.shape), "dtype": e.dtype, "storage": e.codec.storage,
                     "slab": list(e.slab) if e.slab is not None else None, "mode": e.codec.mode or None,
+                    "interpolation": e.codec.interpolation if e.codec.storage == "bounded" else None,
                     "model": c.models[e.codec.model].name if e.codec.model >= 0 else None,
                     **{k: getattr(e.figures, k) for k in ("original_bytes", "coded_bytes", "mse", "psnr",
                                                            "max_abs_error", "bound", "bound_kind")}}
@@ -258,6 +259,7 @@ def _cmd_info(a) -> dict:
                      if e["bound"] is not None else "measured")
             print(f"  array {e['name'] or '(unnamed)'}{rows}: {'x'.join(map(str, e['shape']))} {e['dtype']} "
                   f"{e['storage']}{' ' + e['mode'] if e['mode'] else ''}"
+                  f"{' (' + e['interpolation'] + ' order)' if e['interpolation'] else ''}"
                   f"  ratio {e['original_bytes'] / max(1, e['coded_bytes']):.2f} (streams only)"
                   f"  PSNR {_fmt(e['psnr'], '.2f')}  max abs error {_fmt(e['max_abs_error'])} ({bound})")
     return d

@@ -98,8 +98,12 @@ def test_info_and_verify(npy, tmp_path, capsys):
     code, out, _ = run(capsys, "info", aez, "--json")
     d = json.loads(out)
     assert code == 0 and d["format_version"] == FORMAT_VERSION and d["arrays"][0]["shape"] == [96, 80]
+    assert d["arrays"][0]["interpolation"] is None  # the plain learned mode interpolates nothing
     code, out, _ = run(capsys, "verify", aez)
     assert code == 0 and "OK" in out
+    run(capsys, "compress", npy, "-o", aez, "--rel", "1e-3", "--force", "--quiet")
+    code, out, _ = run(capsys, "info", aez)
+    assert code == 0 and ("bounded rel (groups order)" in out or "bounded rel (diamond order)" in out)
 
 
 def _corrupt_stream(aez):
