@@ -171,7 +171,18 @@ def _learned(x: np.ndarray, d: int, models: Models, name: str):
 
 
 def _cast(x_hat: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    return np.rint(x_hat).astype(dtype) if dtype.kind in "iu" else x_hat.astype(dtype)
+    """x_hat in ``dtype``; ContainerError if its values do not fit (the encoder never makes
+    such values: a record that was tampered with)."""
+    if dtype.kind in "iu":
+        x_hat = np.rint(x_hat)
+        info = np.iinfo(dtype)
+        if x_hat.size and not (info.min <= np.min(x_hat) and np.max(x_hat) <= info.max):
+            raise ContainerError(f"decoded values do not fit {dtype.name}; the container is corrupted")
+    elif dtype.itemsize < 8 and x_hat.size:
+        finite = np.isfinite(x_hat)
+        if np.any(np.abs(x_hat[finite]) > np.finfo(dtype).max):
+            raise ContainerError(f"decoded values do not fit {dtype.name}; the container is corrupted")
+    return x_hat.astype(dtype)
 
 
 def _model_may_pay(model, n_values: int, classical: int, e: float, scale: float) -> bool:

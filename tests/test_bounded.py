@@ -134,6 +134,38 @@ def test_integers_lossless_by_default_and_bounded(dtype, tmp_path):
     assert np.max(np.abs(x_hat.astype(np.int64) - x.astype(np.int64))) <= 3
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.uint16])
+def test_integers_at_the_limits_of_their_type_keep_the_bound(dtype, tmp_path):
+    """A value within the bound of one at the type's limit may lie beyond it; such values are
+    stored exactly instead of wrapping around in the cast."""
+    info = np.iinfo(dtype)
+    f = sample_field((120, 90), seed=5)
+    x = np.clip(np.rint(f / np.abs(f).max() * (float(info.max) - info.min) + (float(info.max) + info.min) / 2),
+                info.min, info.max).astype(dtype)
+    assert np.count_nonzero(x == info.max) > 100 and np.count_nonzero(x == info.min) > 100
+    p = str(tmp_path / "i.aez")
+    for e in (1, 2, 7):
+        assert aezip.compress(x, p, abs=e, force=True).storage == "bounded"
+        x_hat, _ = aezip.decompress(p, write=False)
+        assert np.max(np.abs(x_hat.astype(np.int64) - x.astype(np.int64))) <= e
+
+
+def test_decoded_values_beyond_the_type_are_corruption(tmp_path):
+    from common import edit_record
+
+    x = np.rint(sample_field((40, 50), seed=3) * 20 + 150).astype(np.uint8)
+    assert x.max() > 127
+    p = str(tmp_path / "i.aez")
+    aezip.compress(x, p, abs=2)
+
+    def forge(record):  # the same codes, read back as int8: values above 127 do not fit
+        record["dtype"] = "int8"
+
+    edit_record(p, 0, forge)
+    with pytest.raises(aezip.ContainerError, match="do not fit int8"):
+        aezip.decompress(p, write=False)
+
+
 def test_pw_rel_on_data_spanning_decades(tmp_path):
     rng = np.random.default_rng(4)
     x = (10.0 ** rng.uniform(-12, 3, 5000) * rng.choice([-1, 1], 5000)).astype(np.float32)

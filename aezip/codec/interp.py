@@ -771,7 +771,8 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
     ``cast(base + r_hat)``, ``cast`` rounding to ``dtype``. The check is made on that
     final value with ``margin`` taken off ``e``, so a decoder whose ``base`` drifts by up
     to ``margin`` still keeps the bound. ``integer``: integer data, predictions rounded
-    to integers and step 2e + 1, so ``e = 0`` is lossless. ``order``: the visiting order
+    to integers and step 2e + 1, so ``e = 0`` is lossless (with an integer ``dtype``, a value
+    that would leave its range is stored exactly). ``order``: the visiting order
     (:func:`passes`).
     """
     x = np.asarray(x, dtype=np.float64)
@@ -781,6 +782,8 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
     q_mag = np.zeros(r.shape, np.uint8)
     step = 2.0 * e + 1.0 if integer else 2.0 * e
     cast = np.dtype(dtype)
+    # an integer dtype's range: a value within e of x may lie beyond it, and the cast would wrap
+    lo, hi = (float(np.iinfo(cast).min), float(np.iinfo(cast).max)) if cast.kind in "iu" else (-np.inf, np.inf)
     codes, contexts, exact, predictors, weights = [], [], [], [], []
     axis_bits: dict[int, float] = {}  # cost per target of the one-axis passes of the current stride
     for t, pas in _steps(x.shape, levels, order):
@@ -811,6 +814,8 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
                 value = value.astype(cast).astype(np.float64)
             missed = np.abs(value - x_t[idx]) > e - margin  # rounding can push a value past the bound
             missed |= big
+            if cast.kind in "iu":
+                missed |= (value < lo) | (value > hi)
             c = q.astype(np.int32)
             mag = np.minimum(np.abs(q), 3).astype(np.uint8)
             if missed.any():
