@@ -236,8 +236,10 @@ def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bou
     integer = x.dtype.kind in "iu"
     xd = x.astype(np.float64)
     streams: dict[str, np.ndarray] = {}
+    exact_where = None
     if bound.mode == "pw_rel":
         field, e, negative, zero = bounded.pw_forward(xd, bound.value)
+        exact_where = bounded.pw_exact(xd, bound.value, x.dtype)
         if negative.any():
             streams["signs"] = np.packbits(negative.reshape(-1))
         if zero.any():
@@ -251,7 +253,7 @@ def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bou
     learned = []  # the model's latents and prediction, computed once
 
     def code(e: float):
-        res, f_hat = bounded.encode(field, e, dtype=out_dtype, integer=integer)
+        res, f_hat = bounded.encode(field, e, dtype=out_dtype, integer=integer, exact_where=exact_where)
         best = ({}, res, f_hat)
         if models is not None and not integer and bound.mode != "pw_rel":
             scale = Normalization.fit(x).scale
@@ -298,6 +300,11 @@ def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bou
     return codec, streams, x_hat, figure_bound
 
 
+def _exact_bound(bound: bounded.Bound | None) -> float | None:
+    """The bound figure of an array stored exactly: 0, or the relative bound in pw_rel mode."""
+    return None if bound is None else (bound.value if bound.mode == "pw_rel" else 0.0)
+
+
 def encode_array(x: np.ndarray, name: str, models: Models | None, ndim: int | None, *,
                  bound: bounded.Bound | None = None, order: str = "C", byteorder: str = "<",
                  fill_values: tuple[float, ...] = (), vrange: float | None = None,
@@ -323,9 +330,10 @@ def encode_array(x: np.ndarray, name: str, models: Models | None, ndim: int | No
     if own_range == 0:
         codec, streams, x_hat = CodecParams(storage="constant", offset=float(x_f.reshape(-1)[0])), {}, None
         x_hat = np.full(x.shape, codec.offset)
-        figure_bound = None if bound is None else (bound.value if bound.mode == "pw_rel" else 0.0)
-    elif not math.isfinite(vrange):
+        figure_bound = _exact_bound(bound)
+    elif not math.isfinite(vrange * vrange):  # squared errors would overflow float64: kept exactly
         codec, streams, x_hat = _raw(x_f)
+        figure_bound = _exact_bound(bound)
     elif bound is None:
         codec, streams, x_hat = _learned(x_f, d, models, name)
     else:

@@ -449,3 +449,28 @@ def test_close_estimates_on_a_small_array_code_it_both_ways(monkeypatch):
     monkeypatch.setattr(interp, "estimate", lambda *args, **kwargs: 1000.0)
     assert bounded.choose_orders(x, 1e-2, integer=False) == [interp.GROUPS, interp.DIAMOND]
     assert bounded._bytes(bounded.encode(x, 1e-2, dtype=np.float32, integer=False)[0]) == min(sizes.values())
+
+
+@pytest.mark.parametrize("mode", [{"rel": 1e-3}, {"rel": 0.3}, {"pw_rel": 1e-2}], ids=str)
+@pytest.mark.parametrize("case", ["float32 near its max", "float32 subnormal", "float64 subnormal",
+                                  "float64 beyond 1e154", "float32 over 78 decades"])
+def test_extreme_float_values_keep_the_bound(case, mode, tmp_path):
+    """Values near the float type's limits: a reconstruction that would overflow, round too
+    coarsely (subnormals) or square to more than float64 holds is stored exactly (numpy
+    warnings are errors in this suite)."""
+    rng = np.random.default_rng(1)
+    sign = rng.choice([-1.0, 1.0], (40, 50))
+    x = {"float32 near its max": rng.uniform(0.9, 1.0, (40, 50)) * float(np.finfo(np.float32).max) * sign,
+         "float32 subnormal": rng.uniform(0, 1, (40, 50)) * 1e-40 * sign,
+         "float64 subnormal": rng.uniform(0, 1, (40, 50)) * 1e-310 * sign,
+         "float64 beyond 1e154": rng.uniform(0, 1, (40, 50)) * 1e300 * sign,
+         "float32 over 78 decades": 10.0 ** rng.uniform(-40, 38, (40, 50)) * sign}[case]
+    x = x.astype(np.float64 if case.startswith("float64") else np.float32)
+    p = str(tmp_path / "x.aez")
+    r = aezip.compress(x, p, **mode)
+    x_hat, _ = aezip.decompress(p, write=False)
+    d = np.abs(x_hat.astype(np.float64) - x.astype(np.float64))
+    if "pw_rel" in mode:
+        assert np.all(d <= mode["pw_rel"] * np.abs(x.astype(np.float64)))
+    else:
+        assert np.all(d <= r.bound)

@@ -85,13 +85,14 @@ class Residual:
 
 
 def encode(x: np.ndarray, e: float, *, dtype, integer: bool, base: np.ndarray | None = None,
-           margin: float = 0.0) -> tuple[Residual, np.ndarray]:
+           margin: float = 0.0, exact_where: np.ndarray | None = None) -> tuple[Residual, np.ndarray]:
     """Code float64 field x within e in the visiting order :func:`choose_orders` picks (in
     each it offers, keeping the smaller); returns the residual record and the decoder's
-    x_hat (float64)."""
+    x_hat (float64). Values where ``exact_where`` is set are stored exactly."""
     best = None
     for order in choose_orders(x if base is None else x - base, e, integer=integer):
-        coded, r_hat = interp.encode(x, e, base=base, dtype=dtype, margin=margin, integer=integer, order=order)
+        coded, r_hat = interp.encode(x, e, base=base, dtype=dtype, margin=margin, integer=integer, order=order,
+                                     exact_where=exact_where)
         data, n_esc, radii = adaptive.encode(list(zip(coded.codes, coded.contexts)), interp.CONTEXTS)
         exact = np.concatenate(coded.exact) if coded.exact else np.zeros(0)
         res = Residual(stream=data, escapes=n_esc, radii=radii, levels=coded.levels, predictors=coded.predictors,
@@ -175,6 +176,15 @@ def pw_forward(x: np.ndarray, r: float) -> tuple[np.ndarray, float, np.ndarray, 
     if zero.any() and (~zero).any():
         y[zero] = float(np.min(y[~zero]))
     return y, math.log2(1 + r) - PW_SLACK, np.signbit(x), zero
+
+
+def pw_exact(x: np.ndarray, r: float, dtype) -> np.ndarray:
+    """Where the point-wise relative mode stores values exactly: values of a float ``dtype``
+    too small to be normal (their rounding is coarser than the bound allows) or so large
+    that a value within the bound could overflow."""
+    info = np.finfo(dtype) if np.dtype(dtype).kind == "f" else np.finfo(np.float64)
+    magnitude = np.abs(x)
+    return ((magnitude < info.tiny) & (magnitude > 0)) | (magnitude * (1 + 2 * r) >= float(info.max))
 
 
 def pw_inverse(y_hat: np.ndarray, negative: np.ndarray, zero: np.ndarray) -> np.ndarray:

@@ -762,7 +762,7 @@ def _banded_prediction(r_hat: np.ndarray, t, pas, predictor: int, integer: bool,
 
 def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarray | None = None,
            dtype=np.float64, margin: float = 0.0, integer: bool = False,
-           order: str = GROUPS) -> tuple[Coded, np.ndarray]:
+           order: str = GROUPS, exact_where: np.ndarray | None = None) -> tuple[Coded, np.ndarray]:
     """Code field ``x`` (float64 values) within ``e`` of every value; returns the codes and
     the residual field r_hat the decoder will rebuild.
 
@@ -772,7 +772,8 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
     final value with ``margin`` taken off ``e``, so a decoder whose ``base`` drifts by up
     to ``margin`` still keeps the bound. ``integer``: integer data, predictions rounded
     to integers and step 2e + 1, so ``e = 0`` is lossless (with an integer ``dtype``, a value
-    that would leave its range is stored exactly). ``order``: the visiting order
+    that would leave its range is stored exactly). Values where ``exact_where`` is set are
+    stored exactly whatever their code. ``order``: the visiting order
     (:func:`passes`).
     """
     x = np.asarray(x, dtype=np.float64)
@@ -811,11 +812,14 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
             rec += p  # p + step q
             value = rec if base_t is None else base_t[idx] + rec
             if cast != np.float64 and not integer:
-                value = value.astype(cast).astype(np.float64)
+                with np.errstate(over="ignore"):  # a value beyond the dtype becomes inf, and missed
+                    value = value.astype(cast).astype(np.float64)
             missed = np.abs(value - x_t[idx]) > e - margin  # rounding can push a value past the bound
             missed |= big
             if cast.kind in "iu":
                 missed |= (value < lo) | (value > hi)
+            if exact_where is not None:
+                missed |= exact_where[t][idx]
             c = q.astype(np.int32)
             mag = np.minimum(np.abs(q), 3).astype(np.uint8)
             if missed.any():
