@@ -332,6 +332,8 @@ def encode_array(x: np.ndarray, name: str, models: Models | None, ndim: int | No
         x_hat = np.full(x.shape, codec.offset)
         figure_bound = _exact_bound(bound)
     elif not math.isfinite(vrange * vrange):  # squared errors would overflow float64: kept exactly
+        if bound is not None and bound.mode != "pw_rel":
+            bounded.absolute_bound(bound, vrange, x.dtype.kind in "iu")  # the same refusals as coded arrays
         codec, streams, x_hat = _raw(x_f)
         figure_bound = _exact_bound(bound)
     elif bound is None:
