@@ -78,14 +78,16 @@ def _worker_start() -> None:
 def in_order(func, items, workers: int, processes: bool = False):
     """``map(func, items)`` with results in order and at most ``workers`` items in flight
     (so at most that many slabs in memory): on threads (numpy and the coders release the
-    GIL), or, with ``processes`` on Linux in a process with one thread, in forked worker
-    processes."""
+    GIL), or, with ``processes`` on Linux in a process with one thread that is not a
+    daemon, in forked worker processes."""
     if workers <= 1:
         yield from map(func, items)
         return
     # forking is safe on Linux (not on macOS: its system frameworks), and only from a process
-    # with no other thread (another thread could hold a lock the child would wait on forever)
-    forked = processes and sys.platform.startswith("linux") and threading.active_count() == 1
+    # with no other thread (another thread could hold a lock the child would wait on forever);
+    # a daemonic process (a multiprocessing.Pool worker, say) may not have children
+    forked = processes and sys.platform.startswith("linux") and threading.active_count() == 1 \
+        and not multiprocessing.current_process().daemon
     if forked:
         global _task
         _task, submit = func, _run

@@ -252,3 +252,21 @@ def test_threads_where_worker_processes_cannot_start(tmp_path, monkeypatch):
     x = sample_field((300, 80), seed=21)
     r = aezip.compress(x, str(tmp_path / "t.aez"), rel=1e-3, threads=2)
     assert r.slabs == 2
+
+
+def _compress_in_a_pool_worker(path: str) -> int:
+    slabs.PARALLEL_VALUES = 1000
+    r = aezip.compress(sample_field((300, 80), seed=21), path, rel=1e-3, threads=2)
+    return r.slabs
+
+
+@fork_only
+def test_compress_inside_a_multiprocessing_pool_worker(tmp_path):
+    """A daemonic process may not have children: its slabs are coded on threads."""
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.map(_compress_in_a_pool_worker, [str(tmp_path / "t.aez")]) == [2]
+    x = sample_field((300, 80), seed=21)
+    x_hat, _ = aezip.decompress(str(tmp_path / "t.aez"), write=False)
+    assert np.max(np.abs(x_hat.astype(np.float64) - x)) <= 1e-3 * (float(x.max()) - float(x.min()))
