@@ -178,10 +178,8 @@ def _cast(x_hat: np.ndarray, dtype: np.dtype) -> np.ndarray:
         info = np.iinfo(dtype)
         if x_hat.size and not (info.min <= np.min(x_hat) and np.max(x_hat) <= info.max):
             raise ContainerError(f"decoded values do not fit {dtype.name}; the container is corrupted")
-    elif dtype.itemsize < 8 and x_hat.size:
-        finite = np.isfinite(x_hat)
-        if np.any(np.abs(x_hat[finite]) > np.finfo(dtype).max):
-            raise ContainerError(f"decoded values do not fit {dtype.name}; the container is corrupted")
+    elif dtype.itemsize < 8 and x_hat.size and np.max(np.abs(x_hat)) > np.finfo(dtype).max:
+        raise ContainerError(f"decoded values do not fit {dtype.name}; the container is corrupted")
     return x_hat.astype(dtype)
 
 

@@ -784,7 +784,7 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
     step = 2.0 * e + 1.0 if integer else 2.0 * e
     cast = np.dtype(dtype)
     # an integer dtype's range: a value within e of x may lie beyond it, and the cast would wrap
-    lo, hi = (float(np.iinfo(cast).min), float(np.iinfo(cast).max)) if cast.kind in "iu" else (-np.inf, np.inf)
+    limits = np.iinfo(cast) if cast.kind in "iu" else None
     codes, contexts, exact, predictors, weights = [], [], [], [], []
     axis_bits: dict[int, float] = {}  # cost per target of the one-axis passes of the current stride
     for t, pas in _steps(x.shape, levels, order):
@@ -799,7 +799,7 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
         r_t, x_t, r_hat_t, q_mag_t = r[t], x[t], r_hat[t], q_mag[t]
         base_t = None if base is None else base[t]
         c_t = np.empty(r_t.shape, np.int32)
-        missed_t = np.zeros(r_t.shape, bool)
+        missed_t = None  # where values are stored exactly (allocated at the first)
         for idx, p in _banded_prediction(r_hat, t, pas, choice, integer, w):
             target = r_t[idx]
             q = target - p
@@ -816,8 +816,8 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
                     value = value.astype(cast).astype(np.float64)
             missed = np.abs(value - x_t[idx]) > e - margin  # rounding can push a value past the bound
             missed |= big
-            if cast.kind in "iu":
-                missed |= (value < lo) | (value > hi)
+            if limits is not None:
+                missed |= (value < limits.min) | (value > limits.max)
             if exact_where is not None:
                 missed |= exact_where[t][idx]
             c = q.astype(np.int32)
@@ -826,12 +826,14 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
                 rec[missed] = target[missed]
                 c[missed] = ESCAPE
                 mag[missed] = 3
+                if missed_t is None:
+                    missed_t = np.zeros(r_t.shape, bool)
                 missed_t[idx] = missed
             r_hat_t[idx] = rec
             q_mag_t[idx] = mag
             c_t[idx] = c
         codes.append(c_t.reshape(-1))
-        exact.append(r_t[missed_t])  # in C order, as the codes
+        exact.append(np.zeros(0) if missed_t is None else r_t[missed_t])  # in C order, as the codes
     return Coded(codes=codes, contexts=contexts, exact=exact, levels=levels, predictors=predictors,
                  weights=weights), r_hat
 
