@@ -42,7 +42,7 @@ def _array_report(entries: Sequence[ArrayEntry], *, seconds: float, refs: Sequen
     for sizes in stream_bytes or [{k: int(v.nbytes) for k, v in e.streams.items()} for e in entries]:
         for k, v in sizes.items():
             streams[k] = streams.get(k, 0) + v
-    uses = sorted({e.codec.model for e in entries if e.codec.storage == "latent" or e.codec.base == "model"})
+    uses = sorted({e.codec.model for e in entries if e.codec.uses_model})
     return Report(input=None, output=None, name=first.name, shape=first.shape, dtype=first.dtype,
                   original_bytes=sum(e.figures.original_bytes for e in entries),
                   compressed_bytes=sum(e.figures.coded_bytes for e in entries), mse=mse,

@@ -243,6 +243,8 @@ def _cmd_info(a) -> dict:
         "arrays": [{"name": e.name, "shape": list(e.shape), "dtype": e.dtype, "storage": e.codec.storage,
                     "slab": list(e.slab) if e.slab is not None else None, "mode": e.codec.mode or None,
                     "interpolation": e.codec.interpolation if e.codec.storage == "bounded" else None,
+                    "model_tiles": ([int(e.codec.latent_shape[0]), e.tiles]
+                                    if e.codec.storage == "bounded" and e.codec.uses_model else None),
                     "model": c.models[e.codec.model].name if e.codec.model >= 0 else None,
                     **{k: getattr(e.figures, k) for k in ("original_bytes", "coded_bytes", "mse", "psnr",
                                                            "max_abs_error", "bound", "bound_kind")}}
@@ -260,6 +262,7 @@ def _cmd_info(a) -> dict:
             print(f"  array {e['name'] or '(unnamed)'}{rows}: {'x'.join(map(str, e['shape']))} {e['dtype']} "
                   f"{e['storage']}{' ' + e['mode'] if e['mode'] else ''}"
                   f"{' (' + e['interpolation'] + ' order)' if e['interpolation'] else ''}"
+                  f"{' from the model on {} of {} tiles'.format(*e['model_tiles']) if e['model_tiles'] else ''}"
                   f"  ratio {e['original_bytes'] / max(1, e['coded_bytes']):.2f} (streams only)"
                   f"  PSNR {_fmt(e['psnr'], '.2f')}  max abs error {_fmt(e['max_abs_error'])} ({bound})")
     return d

@@ -25,7 +25,7 @@ import numpy as np
 from . import progress
 from .codec import adaptive, bounded, entropy
 from .codec.normalize import Normalization
-from .codec.tile import tile, untile
+from .codec.tile import spread, tile, tile_sums, untile
 from .container import ArrayEntry, CodecParams, Figures, ModelRef
 from .errors import ChecksumError, ContainerError, UnsupportedDataError, UsageError
 from .metrics import Quality, abs_error_ratio, max_error_ratio, psnr, valid_mask, value_range
@@ -102,14 +102,21 @@ def _crc(a: np.ndarray) -> int:
 
 # --- the learned part: x -> latents -> x_hat ---------------------------------------
 
-def _latents(x: np.ndarray, d: int, models: Models, name: str):
-    """Encode with the default (or chosen) model: (codec fields, latents stream, x_hat in float64)."""
+def run_model(x: np.ndarray, d: int, models: Models, name: str):
+    """The model (default or chosen) on every tile of x: (model, normalization, integer
+    latents y_hat, x_hat in float64)."""
     norm = Normalization.fit(x)
     model = models.for_ndim(d)
     x_b = x.reshape((-1,) + x.shape[x.ndim - d:])
     tiles = tile(norm.forward(x_b), model.tile)
     with progress.bar(tiles.shape[0], f"encode {name}".strip()) as advance:
         y_hat = model.encode(tiles, advance)
+    return model, norm, y_hat, _reconstruct(model, norm, y_hat, x_b.shape, name).reshape(x.shape)
+
+
+def _code_latents(y_hat: np.ndarray, model, norm: Normalization, d: int) -> tuple[dict, np.ndarray]:
+    """The latents' codec fields and stream: coded with the model's tables, or with counts
+    learned from them where that is smaller."""
     fields = dict(ndim=d, tile=model.tile, offset=norm.offset, scale=norm.scale, latent_shape=list(y_hat.shape),
                   symbols_crc32=_crc(y_hat))
     data, n_escapes = entropy.encode(y_hat, model.tables)
@@ -118,18 +125,25 @@ def _latents(x: np.ndarray, d: int, models: Models, name: str):
         data, fields = learned, dict(fields, escapes=n_learned, latent_coding="adaptive", latent_radii=radii)
     else:
         fields["escapes"] = n_escapes
-    x_hat = _reconstruct(model, norm, y_hat, x_b.shape, name).reshape(x.shape)
-    return fields, model, np.frombuffer(data, dtype=np.uint8), x_hat
+    return fields, np.frombuffer(data, dtype=np.uint8)
 
 
-def _reconstruct(model, norm: Normalization, y_hat: np.ndarray, batch_shape: tuple[int, ...], name: str) -> np.ndarray:
+def _reconstruct(model, norm: Normalization, y_hat: np.ndarray, batch_shape: tuple[int, ...], name: str,
+                 flags: np.ndarray | None = None) -> np.ndarray:
+    """x_hat (float64, ``batch_shape``) from the latents of every tile, or of the tiles
+    whose ``flags`` are set only (0 on the others)."""
     with progress.bar(y_hat.shape[0], f"decode {name}".strip()) as advance:
         x_hat_tiles = model.decode(y_hat, advance)
-    return norm.inverse(untile(x_hat_tiles[:, 0], batch_shape), np.float64)
+    if flags is None:
+        return norm.inverse(untile(x_hat_tiles[:, 0], batch_shape), np.float64)
+    every = np.zeros((flags.size,) + x_hat_tiles.shape[1:], x_hat_tiles.dtype)
+    every[flags] = x_hat_tiles
+    x_hat = norm.inverse(untile(every[:, 0], batch_shape), np.float64)
+    return np.where(spread(flags, batch_shape, model.tile), x_hat, 0.0)
 
 
-def _latents_back(entry: ArrayEntry, models: Models, refs) -> np.ndarray:
-    """x_hat (float64) of the latent part of an entry."""
+def _latents_back(entry: ArrayEntry, models: Models, refs, flags: np.ndarray | None = None) -> np.ndarray:
+    """x_hat (float64) of the latent part of an entry: every tile, or the flagged ones (0 elsewhere)."""
     c = entry.codec
     if not 0 <= c.model < len(refs):
         raise ContainerError(f"array {entry.name!r} names model #{c.model}, which the container does not list")
@@ -143,7 +157,12 @@ def _latents_back(entry: ArrayEntry, models: Models, refs) -> np.ndarray:
                              "the container is corrupted")
     spatial = tuple(shape[len(shape) - c.ndim:])
     batch = int(np.prod(shape[: len(shape) - c.ndim], dtype=np.int64))
-    n_tiles = batch * int(np.prod([math.ceil(n / c.tile) for n in spatial]))
+    n_tiles = entry.tiles
+    if flags is not None:
+        if flags.size != n_tiles or not flags.any():
+            raise ContainerError(f"array {entry.name!r}: its tile flags do not fit its {n_tiles} tiles; "
+                                 "the container is corrupted")
+        n_tiles = int(flags.sum())
     latent_shape = tuple(int(n) for n in c.latent_shape)
     if latent_shape != model.latent_shape(n_tiles) or c.tile != model.tile:
         raise ContainerError(f"array {entry.name!r}: latent shape {latent_shape} does not fit model {model.name}")
@@ -154,7 +173,7 @@ def _latents_back(entry: ArrayEntry, models: Models, refs) -> np.ndarray:
     if _crc(y_hat) != c.symbols_crc32:
         raise ChecksumError(f"array {entry.name!r}: decoded latents fail their checksum; the container is corrupted")
     norm = Normalization(offset=c.offset, scale=c.scale)
-    return _reconstruct(model, norm, y_hat, (batch,) + spatial, entry.name).reshape(shape)
+    return _reconstruct(model, norm, y_hat, (batch,) + spatial, entry.name, flags).reshape(shape)
 
 
 # --- encoders per storage ------------------------------------------------------------
@@ -164,7 +183,8 @@ def _raw(x: np.ndarray):
 
 
 def _learned(x: np.ndarray, d: int, models: Models, name: str):
-    fields, model, stream, x_hat = _latents(x, d, models, name)
+    model, norm, y_hat, x_hat = run_model(x, d, models, name)
+    fields, stream = _code_latents(y_hat, model, norm, d)
     if stream.nbytes >= x.nbytes:  # never worse than raw: store the values exactly
         return _raw(x)
     return CodecParams(storage="latent", model=models.use(model), **fields), {"latents": stream}, x_hat
@@ -183,41 +203,101 @@ def _cast(x_hat: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return x_hat.astype(dtype)
 
 
-def _model_may_pay(model, n_values: int, classical: int, e: float, scale: float) -> bool:
-    """Whether trying the model (an encode and a decode) can pay: not when its latents alone,
-    at half the rate it reached on its validation tiles, cost more than the classical
-    residuals, nor when its typical error (from its validation PSNR on [-1, 1] tiles) is
-    many times the bound: then x - prediction is rougher than x and interpolates worse."""
-    summary = model.summary
-    bpv = float(summary.get("val_bits_per_value", 0.0))
-    rms = 2.0 * 10 ** (-float(summary.get("val_psnr_normalized", 0.0)) / 20) * scale
-    return 0.5 * bpv * n_values / 8 < classical and rms <= 4 * e
+def _model_may_pay(model, e: float, scale: float) -> bool:
+    """Whether the model's prediction can pay anywhere: not when its typical error (from
+    its validation PSNR on [-1, 1] tiles) is many times the bound, for then x - prediction
+    is rougher than x and interpolates worse."""
+    rms = 2.0 * 10 ** (-float(model.summary.get("val_psnr_normalized", 0.0)) / 20) * scale
+    return rms <= 4 * e
 
 
-# The model is tried when its estimated cost is below MAY_PAY times the classical one (on
-# the development arrays the estimate was at most 1.7 times the real cost: interpolating
-# the residual does better than its zeroth-order entropy).
-MAY_PAY = 2.0
+# The model is run on a whole array when, on some tile, its sampled estimate (which leaves
+# the residual uninterpolated, so it overestimates) is below MAY_PAY times the classical
+# cost. On the development arrays at rel 1e-2 the finer per-tile estimate of the whole run
+# put the model at 1.22 times the classical cost or more on every tile; a looser factor
+# (2) ran the model on two more of them for nothing, at 2.5-3 times the compression time.
+MAY_PAY = 1.5
 SAMPLE_VALUES = 1 << 16  # values the model is run on for that estimate
 
 
-def sampled_model_bytes(x: np.ndarray, d: int, model, e: float) -> float:
-    """Estimated bytes of the model's path for ``x`` within ``e``, from every k-th tile:
-    the latents under the model's tables plus the zeroth-order entropy of the residual
-    codes at step 2e, scaled to the whole array. A quick look (1/k of the work) before
+def _tiles_may_pay(x: np.ndarray, d: int, model, e: float, classical: np.ndarray) -> bool:
+    """Whether the model's path may cost less than MAY_PAY times ``classical`` (bits per
+    tile) on some tile: first its latents alone at half the rate it reached on its
+    validation tiles, then :func:`sampled_model_bits` on every k-th tile."""
+    floor = 0.5 * float(model.summary.get("val_bits_per_value", 0.0)) * model.tile**d
+    if not np.any(floor < MAY_PAY * classical):
+        return False
+    bits, k = sampled_model_bits(x, d, model, e)
+    return bool(np.any(bits < MAY_PAY * np.maximum(classical[::k], 1.0)))
+
+
+def sampled_model_bits(x: np.ndarray, d: int, model, e: float) -> tuple[np.ndarray, int]:
+    """Estimated bits of the model's path for ``x`` within ``e`` on every k-th tile (and
+    k): the latents under the model's tables plus the residual codes x - x_hat at step 2e,
+    at their zeroth-order entropy over those tiles. A quick look (1/k of the work) before
     running the model on everything."""
     norm = Normalization.fit(x)
     tiles = tile(norm.forward(x.reshape((-1,) + x.shape[x.ndim - d:])), model.tile)
-    sample = tiles[:: max(1, tiles.size // SAMPLE_VALUES)]
+    k = max(1, tiles.size // SAMPLE_VALUES)
+    sample = tiles[::k]
     y_hat = model.encode(sample)
     r = (sample.astype(np.float64) - model.decode(y_hat).astype(np.float64)) * norm.scale
-    residual_bits = entropy.empirical_bits(np.unique(np.rint(r / (2 * e)), return_counts=True)[1])
-    return (entropy.ideal_bits(y_hat, model.tables) + residual_bits) / 8 * tiles.shape[0] / sample.shape[0]
+    residual = entropy.symbol_bits(np.rint(r / (2 * e))).reshape(len(sample), -1).sum(axis=1)
+    return entropy.tile_bits(y_hat, model.tables) + residual, k
 
 
 def prefer_model(with_model: int, classical: int) -> bool:
     """Keep the model's prediction only where it makes the array smaller."""
     return with_model < classical
+
+
+def _size(res: bounded.Residual) -> int:
+    return len(res.stream) + res.exact.nbytes
+
+
+def model_tile_bits(field: np.ndarray, e: float, out_dtype, run) -> tuple[np.ndarray, bounded.Residual, np.ndarray]:
+    """The estimated bits of the model's path per tile (its latents under its tables and
+    the residual codes against its prediction) for ``run``, a :func:`run_model` result,
+    with that residual coding within ``e`` and its x_hat."""
+    model, _, y_hat, base = run
+    res, f_hat = bounded.encode(field, e, dtype=out_dtype, integer=False, base=base, bits=True)
+    residual = tile_sums(res.bits.reshape((-1,) + field.shape[field.ndim - model.ndim:]), model.tile)
+    return entropy.tile_bits(y_hat, model.tables) + residual, res, f_hat
+
+
+def _with_model(x: np.ndarray, d: int, models: Models, name: str, field: np.ndarray, e: float, out_dtype,
+                classical: bounded.Residual, learned: list):
+    """The model's prediction as the base of the residual coding, on every tile or on the
+    tiles where its path (latents and residual codes) is estimated to cost less than the
+    classical one: the smallest of these and ``classical`` as (extra fields and streams, or
+    None for classical; residual; its x_hat). ``learned`` caches the model's run."""
+    model = models.for_ndim(d)
+    batch_shape = (-1,) + x.shape[x.ndim - d:]
+    per_tile = tile_sums(classical.bits.reshape(batch_shape), model.tile)
+    if not _tiles_may_pay(x, d, model, e, per_tile):
+        return None
+    if not learned:
+        learned.append(run_model(x, d, models, name))
+    model, norm, y_hat, base = learned[0]
+    margin = DRIFT * norm.scale
+    e_m = e - margin  # a decoder whose base drifts by up to margin keeps e
+    bits, res, f_hat = model_tile_bits(field, e_m, out_dtype, learned[0])
+    wins = bits < per_tile
+    candidates = [(None, y_hat, base, res, f_hat)]
+    if 0 < wins.sum() < wins.size:
+        base_t = _reconstruct(model, norm, y_hat[wins], x.reshape(batch_shape).shape, name, wins).reshape(x.shape)
+        res_t, f_hat_t = bounded.encode(field, e_m, dtype=out_dtype, integer=False, base=base_t)
+        candidates.insert(0, (wins, y_hat[wins], base_t, res_t, f_hat_t))
+    best, best_size = None, _size(classical)
+    for flags, y, b, res, f_hat in candidates:
+        fields, latents = _code_latents(y, model, norm, d)
+        streams = {"latents": latents} if flags is None else {"latents": latents, "tiles": np.packbits(flags)}
+        size = _size(res) + sum(v.nbytes for v in streams.values())
+        if prefer_model(size, best_size):
+            fields.update(base="model" if flags is None else "tiles", margin=margin, bound=e_m,
+                          base_check=[float(np.sum(b)), float(np.sum(b * b))])
+            best, best_size = ({"fields": fields, "streams": streams, "model": model}, res, f_hat), size
+    return best
 
 
 def integer_valued(x: np.ndarray, e: float) -> bool:
@@ -251,25 +331,14 @@ def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bou
     learned = []  # the model's latents and prediction, computed once
 
     def code(e: float):
-        res, f_hat = bounded.encode(field, e, dtype=out_dtype, integer=integer, exact_where=exact_where)
-        best = ({}, res, f_hat)
-        if models is not None and not integer and bound.mode != "pw_rel":
+        model_too = models is not None and not integer and bound.mode != "pw_rel"
+        if model_too:
             scale = Normalization.fit(x).scale
-            margin = DRIFT * scale
-            classical = len(res.stream) + res.exact.nbytes
-            model = models.for_ndim(d)
-            if e > 8 * margin and _model_may_pay(model, x.size, classical, e, scale) \
-                    and sampled_model_bytes(x, d, model, e) < MAY_PAY * classical:
-                if not learned:
-                    learned.append(_latents(x, d, models, name))
-                fields, model, latents, base = dict(learned[0][0]), *learned[0][1:]
-                res_m, f_hat_m = bounded.encode(field, e, dtype=out_dtype, integer=False, base=base, margin=margin)
-                if prefer_model(latents.nbytes + len(res_m.stream) + res_m.exact.nbytes,
-                                len(res.stream) + res.exact.nbytes):
-                    fields.update(base="model", margin=margin,
-                                  base_check=[float(np.sum(base)), float(np.sum(base * base))])
-                    best = ({"fields": fields, "latents": latents, "model": model}, res_m, f_hat_m)
-        return best
+            model_too = e > 8 * DRIFT * scale and _model_may_pay(models.for_ndim(d), e, scale)
+        res, f_hat = bounded.encode(field, e, dtype=out_dtype, integer=integer, exact_where=exact_where,
+                                    bits=model_too)
+        hybrid = _with_model(x, d, models, name, field, e, out_dtype, res, learned) if model_too else None
+        return hybrid or ({}, res, f_hat)
 
     extra, res, f_hat = code(e)
     if bound.mode == "psnr":  # tighten until the PSNR is reached (the uniform-error guess is close)
@@ -281,17 +350,17 @@ def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bou
             e = math.floor(e) if integer else e
             extra, res, f_hat = code(e)
     x_hat = bounded.pw_inverse(f_hat, np.signbit(xd), xd == 0) if bound.mode == "pw_rel" else f_hat
-    fields = extra.get("fields", {})
+    fields = dict(bound=e)  # with the model: its bound less the drift allowed (extra's fields)
+    fields.update(extra.get("fields", {}))
     if "model" in extra:
         fields["model"] = models.use(extra["model"])
-    codec = CodecParams(storage="bounded", mode=bound.mode, bound=e, levels=res.levels, radii=res.radii,
+    codec = CodecParams(storage="bounded", mode=bound.mode, levels=res.levels, radii=res.radii,
                         predictors=res.predictors, residual_escapes=res.escapes, integer=integer,
                         interpolation=res.order, weights=res.weights, **fields)
     streams["residuals"] = np.frombuffer(res.stream, dtype=np.uint8)
     if res.exact.size:
         streams["exact"] = res.exact
-    if "latents" in extra:
-        streams["latents"] = extra["latents"]
+    streams.update(extra.get("streams", {}))
     figure_bound = bound.value if bound.mode == "pw_rel" else e
     if sum(s.nbytes for s in streams.values()) >= x.nbytes:  # never worse than raw (exact)
         return _raw(x) + (figure_bound,)
@@ -389,11 +458,20 @@ def decode_array(entry: ArrayEntry, models: Models, refs) -> np.ndarray:
     return x_hat
 
 
+def _tile_flags(entry: ArrayEntry) -> np.ndarray:
+    """The "tiles" stream of an entry with base "tiles": one flag per model tile."""
+    flags, n = entry.streams.get("tiles"), entry.tiles
+    if flags is None or flags.dtype != np.uint8 or flags.size != (n + 7) // 8:
+        raise ContainerError(f"array {entry.name!r}: its tile flags are missing or of the wrong length; "
+                             "the container is corrupted")
+    return np.unpackbits(flags, count=n).astype(bool)
+
+
 def _bounded_back(entry: ArrayEntry, models: Models, refs) -> np.ndarray:
     c = entry.codec
     base = None
-    if c.base == "model":
-        base = _latents_back(entry, models, refs)
+    if c.base != "none":
+        base = _latents_back(entry, models, refs, _tile_flags(entry) if c.base == "tiles" else None)
         check = [float(np.sum(base)), float(np.sum(base * base))]
         if c.base_check and not np.allclose(check, c.base_check, rtol=1e-5, atol=c.margin * base.size):
             warnings.warn(f"array {entry.name!r}: the model's prediction differs from the encoder's by more than "

@@ -52,7 +52,7 @@ def main() -> None:
     a = ap.parse_args()
     rels = [float(r) for r in a.rel.split(",")]
     print("| array | KB | rel | aezip ratio | SZ3 ratio | aezip / SZ3 | aezip streams-only ratio | aezip max err / bound | "
-          "SZ3 max err / bound | aezip comp MB/s | SZ3 comp MB/s | model used |")
+          "SZ3 max err / bound | aezip comp MB/s | SZ3 comp MB/s | model's prediction used |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     logs: dict[tuple[float, bool], list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -75,9 +75,10 @@ def main() -> None:
                 big = x.nbytes >= BIG
                 logs.setdefault((rel, big), []).append(math.log(ratio / sz_ratio))
                 entry = aezip.info(aez).arrays[0]
+                used = f"on {entry.codec.latent_shape[0]} of {entry.tiles} tiles" if entry.codec.uses_model else "no"
                 print(f"| {name} | {x.nbytes // 1024} | {rel:g} | {ratio:.1f} | {sz_ratio:.1f} | {ratio / sz_ratio:.2f} | "
                       f"{streams:.1f} | {err:.4f} | {sz_err:.4f} | {x.nbytes / 1e6 / min(seconds):.1f} | "
-                      f"{x.nbytes / 1e6 / sz_s:.1f} | {'yes' if entry.codec.base == 'model' else 'no'} |")
+                      f"{x.nbytes / 1e6 / sz_s:.1f} | {used} |")
     print()
     for rel in rels:
         for big in (True, False):

@@ -5,8 +5,9 @@
 
 Golden files are written once per format version and then kept forever: every later
 aezip must decode them (tests/test_golden.py). One per built-in default model, the
-storage modes that use no model, the error-bounded modes (NaN/Inf, integers, pw_rel),
-and a multi-array npz. Existing golden files are never rewritten.
+storage modes that use no model, the error-bounded modes (NaN/Inf, integers, pw_rel,
+the model's prediction as their base on every tile or on some), and a multi-array npz.
+Existing golden files are never rewritten.
 """
 
 from __future__ import annotations
@@ -83,6 +84,21 @@ def main() -> None:
         np.save(src, x)
         aezip.compress(src, aez, fit=True, fit_steps=3)
         print("fit-embedded", x.shape)
+    from aezip import coding
+    from tests.common import model_field
+
+    for name, cols in (("bounded-model-2d", 128), ("bounded-model-tiles-2d", 128)):
+        src, aez = os.path.join(folder, name + ".npy"), os.path.join(folder, name + ".aez")
+        if os.path.exists(aez):  # the model's prediction as the base: on every tile, or on some (aezip 0.4.0)
+            continue
+        x = model_field((64, 128) if name == "bounded-model-2d" else (128, 256), cols)
+        np.save(src, x)
+        gate, coding._model_may_pay = coding._model_may_pay, lambda *a: True  # the default model's figures say no
+        try:
+            aezip.compress(src, aez, rel=1e-3)
+        finally:
+            coding._model_may_pay = gate
+        print(name, x.shape, aezip.info(aez).arrays[0].codec.base)
     src = os.path.join(folder, "several.npz")
     if not os.path.exists(os.path.join(folder, "several.aez")):
         np.savez(src, series=sample_field((2000,), seed=7).astype(np.float64), image=sample_field((40, 50), seed=8))

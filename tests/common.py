@@ -38,3 +38,19 @@ def edit_record(path, index: int, change) -> None:
         record = json.loads(attrs["record"])
         change(record)
         attrs["record"] = np.bytes_(json.dumps(record).encode())
+
+
+def model_field(shape: tuple[int, int], model_cols: int, rounds: int = 6, seed: int = 3) -> np.ndarray:
+    """A float32 field whose first ``model_cols`` columns are close to a fixed point of the
+    default 2-D model (x_hat of x, repeated ``rounds`` times: its latents reproduce them
+    within a small residual) and whose other columns are a ramp along axis 0, which
+    interpolation codes for almost nothing."""
+    from aezip import coding
+    from aezip.codec.sample import sample_field
+
+    models = coding.Models(None, "cpu")
+    x = sample_field(shape, seed=seed).astype(np.float64) * 4
+    x[:, model_cols:] = np.linspace(x.min(), x.max(), shape[0])[:, None]
+    for _ in range(rounds):
+        x[:, :model_cols] = coding.run_model(x.astype(np.float32), 2, models, "")[3][:, :model_cols]
+    return x.astype(np.float32)

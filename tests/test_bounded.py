@@ -11,7 +11,10 @@ from hypothesis.extra.numpy import arrays
 import aezip
 from aezip.codec import bounded, interp
 from aezip.codec.sample import sample_field
+from aezip.codec.tile import tile_sums
 from aezip.coding import DRIFT, PredictionDriftWarning
+from aezip.container import read_container
+from common import edit_record, model_field
 
 
 def check_bound(x, x_hat, e):
@@ -216,29 +219,23 @@ def test_bound_on_empty_data(tmp_path):
 
 
 def test_perturbed_base_keeps_the_bound():
-    """A decoder whose model prediction drifts by up to the margin still keeps the bound."""
+    """A decoder whose model prediction drifts by up to the margin still keeps the bound
+    (the residuals are coded within the bound less the margin)."""
     rng = np.random.default_rng(6)
     x = sample_field((80, 90), seed=6).astype(np.float64)
     base = x + rng.normal(0, 0.05, x.shape)  # an imperfect prediction
     e, margin = 1e-3, 1e-4
-    res, x_hat = bounded.encode(x, e, dtype=np.float32, integer=False, base=base, margin=margin)
+    res, x_hat = bounded.encode(x, e - margin, dtype=np.float32, integer=False, base=base)
     for drift in (margin, -margin, rng.uniform(-margin, margin, x.shape)):
-        x_hat2 = bounded.decode(res, x.shape, e, integer=False, base=base + drift).astype(np.float32)
+        x_hat2 = bounded.decode(res, x.shape, e - margin, integer=False, base=base + drift).astype(np.float32)
         check_bound(x, x_hat2, e)
 
 
-def test_model_drift_in_the_full_pipeline(tmp_path, monkeypatch):
+def _decode_with_drift(p, x, bound, monkeypatch):
     """Perturb the network's output at decode time: within the allowed drift the bound
     holds; beyond it the decoder warns."""
-    from aezip import coding
     from aezip.model.runtime import Model
 
-    monkeypatch.setattr(coding, "prefer_model", lambda with_model, classical: True)
-    monkeypatch.setattr(coding, "MAY_PAY", float("inf"))
-    x = sample_field((128, 128), seed=7) * 10
-    p = str(tmp_path / "x.aez")
-    r = aezip.compress(x, p, rel=1e-2)
-    assert aezip.info(p).arrays[0].codec.base == "model"
     original = Model.decode
     allowed = DRIFT  # in the network's normalized units: margin = DRIFT x scale in data units
 
@@ -248,9 +245,66 @@ def test_model_drift_in_the_full_pipeline(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Model, "decode", drifting)
     x_hat, _ = aezip.decompress(p, write=False)
-    check_bound(x, x_hat, r.bound)
+    check_bound(x, x_hat, bound)
     monkeypatch.setattr(Model, "decode", lambda self, y, progress=None: drifting(self, y, progress, 1000 * allowed))
     with pytest.warns(PredictionDriftWarning):
+        aezip.decompress(p, write=False)
+
+
+def test_model_drift_in_the_full_pipeline(tmp_path, monkeypatch):
+    from aezip import coding
+
+    monkeypatch.setattr(coding, "prefer_model", lambda with_model, classical: True)
+    monkeypatch.setattr(coding, "MAY_PAY", float("inf"))
+    x = sample_field((128, 128), seed=7) * 10
+    p = str(tmp_path / "x.aez")
+    r = aezip.compress(x, p, rel=1e-2)
+    assert aezip.info(p).arrays[0].codec.base == "model"
+    _decode_with_drift(p, x, r.bound, monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def half_model_field():
+    return model_field((128, 256), 128)
+
+
+def test_the_model_predicts_only_the_tiles_where_it_pays(half_model_field, tmp_path, monkeypatch):
+    """Left half: the model's own output (its latents reproduce it), right half: a ramp.
+    The model's prediction is kept on left tiles only, its latents are those tiles' only,
+    the file is smaller than without the model, and the bound holds, also under drift."""
+    from aezip import coding
+
+    x = half_model_field
+    monkeypatch.setattr(coding, "_model_may_pay", lambda *a: False)
+    classical = aezip.compress(x, str(tmp_path / "c.aez"), rel=1e-3)
+    monkeypatch.setattr(coding, "_model_may_pay", lambda *a: True)
+    p = str(tmp_path / "x.aez")
+    r = aezip.compress(x, p, rel=1e-3)
+    e = aezip.info(p).arrays[0]
+    assert e.codec.base == "tiles" and e.tiles == 8
+    flags = np.unpackbits(read_container(p).arrays[0].streams["tiles"], count=8).astype(bool).reshape(2, 4)
+    assert flags[:, :2].any() and not flags[:, 2:].any()
+    assert e.codec.latent_shape[0] == flags.sum()
+    assert r.compressed_bytes < classical.compressed_bytes
+    assert r.bound == classical.bound and e.codec.bound == r.bound - e.codec.margin
+    x_hat, _ = aezip.decompress(p, write=False)
+    check_bound(x, x_hat, r.bound)
+    _decode_with_drift(p, x, r.bound, monkeypatch)
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda c: c.update(base="blocks"), "upgrade aezip"),
+    (lambda c: c.update(base="model"), "latent shape"),
+    (lambda c: c.update(latent_shape=[8] + c["latent_shape"][1:]), "latent shape"),
+])
+def test_forged_tile_records_are_refused(half_model_field, tmp_path, monkeypatch, change, match):
+    from aezip import coding
+
+    monkeypatch.setattr(coding, "_model_may_pay", lambda *a: True)
+    p = str(tmp_path / "x.aez")
+    aezip.compress(half_model_field, p, rel=1e-3)
+    edit_record(p, 0, lambda rec: change(rec["codec"]))
+    with pytest.raises(aezip.ContainerError, match=match):
         aezip.decompress(p, write=False)
 
 
@@ -261,15 +315,17 @@ def test_model_is_not_run_on_everything_when_a_sample_says_it_cannot_pay(tmp_pat
 
     monkeypatch.setattr(coding, "_model_may_pay", lambda *a: True)
     x = sample_field((256, 256), seed=8)
-    classical = len(bounded.encode(x.astype(np.float64), 1e-2 * float(np.ptp(x)), dtype=np.float32,
-                                   integer=False)[0].stream)
-    estimate = coding.sampled_model_bytes(x, 2, coding.Models(None, "cpu").for_ndim(2), 1e-2 * float(np.ptp(x)))
-    assert estimate > coding.MAY_PAY * classical
+    e = 1e-2 * float(np.ptp(x))
+    model = coding.Models(None, "cpu").for_ndim(2)
+    res = bounded.encode(x.astype(np.float64), e, dtype=np.float32, integer=False, bits=True)[0]
+    classical = tile_sums(res.bits[None], model.tile)
+    estimate, k = coding.sampled_model_bits(x, 2, model, e)
+    assert np.all(estimate > coding.MAY_PAY * classical[::k])
 
     def whole_array(*a, **k):
         raise AssertionError("the model ran on the whole array")
 
-    monkeypatch.setattr(coding, "_latents", whole_array)
+    monkeypatch.setattr(coding, "run_model", whole_array)
     r = aezip.compress(x, str(tmp_path / "x.aez"), rel=1e-2)
     assert r.max_error_ratio <= 1
 

@@ -70,3 +70,10 @@ def test_golden_files_cover_every_interpolation_order():
               for f in FILES for e in aezip.info(f).arrays if e.codec.storage == "bounded"}
     assert {("v1", "axes"), ("v2", "groups"), ("v2", "diamond")} <= {o[:2] for o in orders}
     assert {("v2", "diamond", 2), ("v2", "diamond", 3)} <= orders
+
+
+def test_golden_files_cover_every_base():
+    """The bounded modes' prediction starts from 0, from the model's reconstruction, or
+    from it on some tiles (version 2, aezip 0.4.0)."""
+    bases = {e.codec.base for f in FILES for e in aezip.info(f).arrays if e.codec.storage == "bounded"}
+    assert bases == {"none", "model", "tiles"}

@@ -82,21 +82,24 @@ class Residual:
     order: str  # the interpolation's visiting order: interp.AXES (format v1), GROUPS or DIAMOND
     weights: list[int]  # the FITTED steps' weights, in step order
     exact: np.ndarray  # float64, values stored exactly, in visiting order
+    bits: np.ndarray | None = None  # each value's estimated cost (interp.code_bits), when asked for
 
 
 def encode(x: np.ndarray, e: float, *, dtype, integer: bool, base: np.ndarray | None = None,
-           margin: float = 0.0, exact_where: np.ndarray | None = None) -> tuple[Residual, np.ndarray]:
+           exact_where: np.ndarray | None = None, bits: bool = False) -> tuple[Residual, np.ndarray]:
     """Code float64 field x within e in the visiting order :func:`choose_orders` picks (in
     each it offers, keeping the smaller); returns the residual record and the decoder's
-    x_hat (float64). Values where ``exact_where`` is set are stored exactly."""
+    x_hat (float64). Values where ``exact_where`` is set are stored exactly. ``bits``:
+    the record also estimates each value's cost."""
     best = None
     for order in choose_orders(x if base is None else x - base, e, integer=integer):
-        coded, r_hat = interp.encode(x, e, base=base, dtype=dtype, margin=margin, integer=integer, order=order,
+        coded, r_hat = interp.encode(x, e, base=base, dtype=dtype, integer=integer, order=order,
                                      exact_where=exact_where)
         data, n_esc, radii = adaptive.encode(list(zip(coded.codes, coded.contexts)), interp.CONTEXTS)
         exact = np.concatenate(coded.exact) if coded.exact else np.zeros(0)
         res = Residual(stream=data, escapes=n_esc, radii=radii, levels=coded.levels, predictors=coded.predictors,
-                       order=order, weights=coded.weights, exact=exact.astype(np.float64))
+                       order=order, weights=coded.weights, exact=exact.astype(np.float64),
+                       bits=interp.code_bits(coded, x.shape, order) if bits else None)
         if best is None or _bytes(res) < _bytes(best[0]):
             best = res, r_hat
     res, r_hat = best

@@ -151,13 +151,23 @@ def empirical_bits(counts: np.ndarray) -> float:
     return float(-(counts * np.log2(counts / counts.sum())).sum())
 
 
+def symbol_bits(symbols: np.ndarray) -> np.ndarray:
+    """Each symbol's cost at the zeroth-order entropy of ``symbols`` (same shape)."""
+    _, idx, counts = np.unique(symbols, return_inverse=True, return_counts=True)
+    return -np.log2(counts / symbols.size)[idx.reshape(symbols.shape)]
+
+
 def ideal_bits(y_hat: np.ndarray, tables: Tables) -> float:
     """Bits the symbols cost under the tables (escaped values not counted)."""
+    return float(tile_bits(y_hat, tables).sum())
+
+
+def tile_bits(y_hat: np.ndarray, tables: Tables) -> np.ndarray:
+    """Bits the symbols of each tile (first axis of ``y_hat``) cost under the tables."""
     k = tables.weights.shape[1]
-    bits = 0.0
+    bits = np.zeros(y_hat.shape[0])
     for c in range(tables.channels):
-        v = y_hat[:, c].reshape(-1).astype(np.int64) - tables.lo[c]
+        v = y_hat[:, c].reshape(y_hat.shape[0], -1).astype(np.int64) - tables.lo[c]
         idx = np.where((v < 0) | (v > k - 2), k - 1, v)
-        p = (tables.weights[c][idx] + 1) / TOTAL
-        bits -= float(np.log2(p).sum())
+        bits -= np.log2((tables.weights[c][idx] + 1) / TOTAL).sum(axis=1)
     return bits

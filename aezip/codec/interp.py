@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .entropy import empirical_bits
+from .entropy import empirical_bits, symbol_bits
 
 QMAX = 1 << 20  # largest code magnitude; larger residuals are stored exactly
 
@@ -761,16 +761,16 @@ def _banded_prediction(r_hat: np.ndarray, t, pas, predictor: int, integer: bool,
 
 
 def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarray | None = None,
-           dtype=np.float64, margin: float = 0.0, integer: bool = False,
+           dtype=np.float64, integer: bool = False,
            order: str = GROUPS, exact_where: np.ndarray | None = None) -> tuple[Coded, np.ndarray]:
     """Code field ``x`` (float64 values) within ``e`` of every value; returns the codes and
     the residual field r_hat the decoder will rebuild.
 
     ``base`` is a prediction every value starts from (the autoencoder's): the
     interpolation then codes r = x - base, and the decoder's value is
-    ``cast(base + r_hat)``, ``cast`` rounding to ``dtype``. The check is made on that
-    final value with ``margin`` taken off ``e``, so a decoder whose ``base`` drifts by up
-    to ``margin`` still keeps the bound. ``integer``: integer data, predictions rounded
+    ``cast(base + r_hat)``, ``cast`` rounding to ``dtype``; the check is made on that
+    final value (where a decoder's ``base`` may drift by up to m, a caller keeps its bound
+    by passing that bound less m). ``integer``: integer data, predictions rounded
     to integers and step 2e + 1, so ``e = 0`` is lossless (with an integer ``dtype``, a value
     that would leave its range is stored exactly). Values where ``exact_where`` is set are
     stored exactly whatever their code. ``order``: the visiting order
@@ -814,7 +814,7 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
             if cast != np.float64 and not integer:
                 with np.errstate(over="ignore"):  # a value beyond the dtype becomes inf, and missed
                     value = value.astype(cast).astype(np.float64)
-            missed = np.abs(value - x_t[idx]) > e - margin  # rounding can push a value past the bound
+            missed = np.abs(value - x_t[idx]) > e  # rounding can push a value past the bound
             missed |= big
             if limits is not None:
                 missed |= (value < limits.min) | (value > limits.max)
@@ -852,6 +852,21 @@ def estimate(x: np.ndarray, e: float, order: str, integer: bool = False) -> floa
         q = np.rint((x[t] - p) / step)
         x_hat[t] = p + step * q
         bits += empirical_bits(np.unique(q, return_counts=True)[1])
+    return bits
+
+
+EXACT_BITS = 64  # what an exactly stored value costs beyond its code
+
+
+def code_bits(coded: Coded, shape: tuple[int, ...], order: str) -> np.ndarray:
+    """Each value's cost in bits, roughly: its code at the zeroth-order entropy of its
+    step's codes, plus EXACT_BITS where it is stored exactly (to compare predictions
+    region by region)."""
+    bits = np.empty(shape)
+    for (t, _), c in zip(_steps(shape, coded.levels, order), coded.codes):
+        b = symbol_bits(c)
+        b[c == ESCAPE] += EXACT_BITS
+        bits[t] = b.reshape(bits[t].shape)
     return bits
 
 

@@ -40,3 +40,17 @@ def untile(tiles: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     order = [0] + [v for i in range(d) for v in (1 + i, 1 + d + i)]
     x_p = x_p.transpose(order).reshape((b, *[gi * t for gi in g]))
     return np.ascontiguousarray(x_p[(slice(None),) + tuple(slice(0, n) for n in spatial)])
+
+
+def tile_sums(a: np.ndarray, t: int) -> np.ndarray:
+    """Sum of ``a`` (B, n_1, ..., n_d) over each tile, in :func:`tile`'s order (the
+    padding counts zero)."""
+    g = grid(a.shape[1:], t)
+    a_p = np.pad(a, [(0, 0)] + [(0, gi * t - n) for gi, n in zip(g, a.shape[1:])])
+    return tile(a_p, t).reshape(a_p.shape[0] * math.prod(g), -1).sum(axis=1)
+
+
+def spread(flags: np.ndarray, shape: tuple[int, ...], t: int) -> np.ndarray:
+    """Boolean map of shape (B, n_1, ..., n_d): True on the values of the tiles whose flag is set."""
+    d = len(shape) - 1
+    return untile(np.broadcast_to(flags.reshape((-1, 1) + (1,) * d), (flags.size, 1) + (t,) * d), shape)

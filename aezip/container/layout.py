@@ -22,6 +22,7 @@ FORMAT = "aezip"
 FORMAT_VERSION = 2
 SUPPORTED_VERSIONS = (1, 2)
 STORAGES = ("latent", "raw", "constant", "bounded")
+BASES = ("none", "model", "tiles")  # where a bounded prediction starts: 0, the model's x_hat, or it on some tiles
 DTYPES = ("float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
 
 
@@ -151,9 +152,11 @@ class CodecParams(_Record):
     v1's, "groups" or "diamond": v2's) with per-step predictors ``predictors`` (and the weights
     ``weights`` of the fitted ones), per-step table radii ``radii`` and
     ``residual_escapes`` escaped codes; with ``base`` "model" the prediction starts from
-    the model's reconstruction (the latent keys describe it), coded with ``margin`` taken
-    off the bound for the network's drift between machines, and ``base_check`` holds the
-    sum and sum of squares of that prediction for the decoder to compare; ``integer``:
+    the model's reconstruction (the latent keys describe it), and with "tiles" from that
+    reconstruction on the model tiles the stream "tiles" flags and 0 elsewhere (the
+    latents are those tiles' only); ``bound`` is then the promise less ``margin``, the
+    network's allowed drift between machines, and ``base_check`` holds the sum and sum of
+    squares of that prediction for the decoder to compare; ``integer``:
     integer residual coding (step 2 floor(bound) + 1, predictions rounded), used for
     integer dtypes and for floats holding only integers; ``fill_values``: the values the
     source declared missing, kept exactly and left out of every figure; ``latent_coding``:
@@ -202,20 +205,27 @@ class CodecParams(_Record):
             raise ContainerError(
                 f"an array is stored as {self.storage!r}, which this aezip does not know: upgrade aezip to read it"
             )
-        latent = self.storage == "latent" or self.base == "model"
-        if latent and not (self.ndim in (1, 2, 3) and self.tile > 0 and self.scale > 0):
+        if self.base not in BASES:
+            raise ContainerError(f"an array's prediction starts from {self.base!r}, which this aezip does not know: "
+                                 "upgrade aezip to read it")
+        if self.uses_model and not (self.ndim in (1, 2, 3) and self.tile > 0 and self.scale > 0):
             raise ValueError("latent coding needs ndim 1-3, a positive tile and a positive scale")
         if self.storage == "bounded" and (self.mode not in ("abs", "rel", "psnr", "pw_rel") or self.bound < 0):
             raise ValueError(f"bounded storage with mode {self.mode!r} and bound {self.bound}")
         if self.storage == "bounded" and not 0 <= self.levels <= 30:
             raise ValueError(f"{self.levels} interpolation levels")
-        if self.base not in ("none", "model") or self.escapes < 0 or self.residual_escapes < 0:
-            raise ValueError("invalid base or escape count")
+        if self.escapes < 0 or self.residual_escapes < 0:
+            raise ValueError("negative escape count")
         if self.interpolation not in ("axes", "groups", "diamond"):
             raise ContainerError(f"an array is interpolated in the order {self.interpolation!r}, which this aezip "
                                  "does not know: upgrade aezip to read it")
         if self.latent_coding not in ("tables", "adaptive"):
             raise ContainerError(f"latents coded as {self.latent_coding!r}, which this aezip does not know: upgrade aezip")
+
+    @property
+    def uses_model(self) -> bool:
+        """Whether decoding runs the model (storage latent, or a bounded base from it)."""
+        return self.storage == "latent" or self.base != "none"
 
 
 
@@ -290,6 +300,14 @@ class ArrayEntry:
         if self.slab is None:
             return self.shape
         return (self.slab[1] - self.slab[0],) + tuple(self.shape[1:])
+
+    @property
+    def tiles(self) -> int:
+        """Number of model tiles over what this entry codes (codec ``tile`` along its
+        ``ndim`` trailing axes, one row of tiles per index of the leading axes)."""
+        c, shape = self.codec, self.part_shape
+        spatial = shape[len(shape) - c.ndim:]
+        return math.prod(shape[: len(shape) - c.ndim]) * math.prod(-(-n // c.tile) for n in spatial)
 
     @property
     def size(self) -> int:
