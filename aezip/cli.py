@@ -179,7 +179,8 @@ def print_report(r: Report, verb: str, out=None) -> None:
     if r.stream_bytes:
         total = r.compressed_bytes
         parts = {"latents": 0, "residual codes": 0, "exact values": 0}
-        names = {"latents": "latents", "residuals": "residual codes"}  # every other stream holds exact values
+        # the tile flags say where the latents apply; every other stream holds exact values
+        names = {"latents": "latents", "tiles": "latents", "residuals": "residual codes"}
         for k, v in r.stream_bytes.items():
             parts[names.get(k, "exact values")] += v
         meta = total - sum(parts.values())

@@ -5,8 +5,9 @@ storage   when                                    streams
 constant  every finite value equal                -
 raw       coding would not make it smaller        values
 latent    plain learned mode (no bound given)     latents
-bounded   --abs/--rel/--psnr/--pw-rel, integers   residuals, exact (+ latents when the
-                                                  model's prediction pays off; + signs,
+bounded   --abs/--rel/--psnr/--pw-rel, integers   residuals, exact (+ latents where the
+                                                  model's prediction pays off, + tiles
+                                                  when on some tiles only; + signs,
                                                   zeros in pw_rel)
 Values that are not data, in any storage: NaN, Inf and declared fill values go to
 "mask" (packed bits) and "masked_values", exactly; they never reach a predictor.
