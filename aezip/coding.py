@@ -310,6 +310,52 @@ def integer_valued(x: np.ndarray, e: float) -> bool:
             and bool(np.all(np.rint(x) == x)) and float(np.max(np.abs(x))) <= limit)
 
 
+PSNR_SLACK = 0.1  # dB above the --psnr target accepted without loosening the bound further
+PSNR_TRIES = 6  # codings at most
+
+
+def _reach_psnr(code, e: float, coded: tuple, target: float, integer: bool, measure) -> tuple[float, tuple]:
+    """(bound, coding) of the smallest coding found whose PSNR (``measure`` of its x_hat;
+    None when exact) is at least ``target``, or the last (the tightest) if none is. The
+    bound is searched from the first guess ``e``, whose coding is ``coded``, by regula
+    falsi on log(E) against PSNR between the loosest bound that reaches the target and the
+    tightest that does not; it stops within PSNR_SLACK dB above the target."""
+    best = None
+    ok = short = None  # (log E, PSNR) of the loosest bound reaching the target, of the tightest missing it
+    tried = set()
+    for i in range(PSNR_TRIES):
+        tried.add(e)
+        p = measure(coded[2])
+        p = math.inf if p is None else p
+        if p >= target:
+            if best is None or _coded_bytes(coded) < _coded_bytes(best[1]):
+                best = (e, coded)
+            if ok is None or math.log(e) > ok[0]:
+                ok = (math.log(e), p)
+        elif short is None or math.log(e) < short[0]:
+            short = (math.log(e), p)
+        if target <= p <= target + PSNR_SLACK or i == PSNR_TRIES - 1:
+            break
+        aim = target + PSNR_SLACK / 2
+        if ok is not None and short is not None and math.isfinite(ok[1]):
+            t = min(0.9, max(0.1, (aim - ok[1]) / (short[1] - ok[1])))
+            e_next = math.exp(ok[0] + t * (short[0] - ok[0]))
+        elif short is not None:  # tighten: about 20 dB per decade of the bound
+            e_next = math.exp(short[0]) * 10 ** (-(aim - short[1]) / 20)
+        else:  # loosen
+            e_next = math.exp(ok[0]) * (4.0 if math.isinf(ok[1]) else 10 ** ((ok[1] - aim) / 20))
+        e_next = float(math.floor(e_next)) if integer else e_next
+        if e_next in tried or e_next <= 0:
+            break
+        e, coded = e_next, code(e_next)
+    return best if best is not None else (e, coded)
+
+
+def _coded_bytes(coded: tuple) -> int:
+    extra, res, _ = coded
+    return _size(res) + sum(v.nbytes for v in extra.get("streams", {}).values())
+
+
 def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bounded.Bound, vrange: float):
     """Residual coding within the bound; with a model, also tries its prediction as the base."""
     integer = x.dtype.kind in "iu"
@@ -342,14 +388,9 @@ def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bou
         return hybrid or ({}, res, f_hat)
 
     extra, res, f_hat = code(e)
-    if bound.mode == "psnr":  # tighten until the PSNR is reached (the uniform-error guess is close)
-        for _ in range(4):
-            achieved = psnr(Quality.measure(x, _cast(f_hat, x.dtype)).mse, vrange)
-            if achieved is None or achieved >= bound.value:
-                break
-            e *= 10 ** (-(bound.value - achieved) / 20) * 0.98
-            e = math.floor(e) if integer else e
-            extra, res, f_hat = code(e)
+    if bound.mode == "psnr":
+        e, (extra, res, f_hat) = _reach_psnr(code, e, (extra, res, f_hat), bound.value, integer,
+                                             lambda f: psnr(Quality.measure(x, _cast(f, x.dtype)).mse, vrange))
     x_hat = bounded.pw_inverse(f_hat, np.signbit(xd), xd == 0) if bound.mode == "pw_rel" else f_hat
     fields = dict(bound=e)  # with the model: its bound less the drift allowed (extra's fields)
     fields.update(extra.get("fields", {}))
