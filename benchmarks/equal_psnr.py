@@ -8,8 +8,10 @@ whole container file) gives a PSNR; SZ3 (pysz, ABS mode) is bisected on its abso
 bound until two runs bracket that PSNR, and its ratio at the same PSNR is interpolated
 linearly in log(ratio) between them. Then the same for aezip --psnr with that PSNR as
 its target (the bounded path; the model's prediction is used on the tiles where it
-pays), compared with SZ3 at the PSNR --psnr reached. Prints aezip/SZ3 per array and the
-geometric means over the arrays of at least 256 KB (smaller ones separately). Needs pysz.
+pays), compared with SZ3 at the PSNR --psnr reached. A second table does the same for
+--psnr at fixed targets (--targets, default 40, 45 and 50 dB). Prints aezip/SZ3 per array
+and the geometric means over the arrays of at least 256 KB (smaller ones separately).
+Needs pysz.
 """
 
 from __future__ import annotations
@@ -66,14 +68,21 @@ def sz3_at_psnr(x: np.ndarray, target: float) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data", nargs="?", default=os.path.join(ROOT, "..", "shared", "data"))
+    ap.add_argument("--targets", default="40,45,50", help="PSNR targets of the second table (dB)")
     a = ap.parse_args()
+    paths = sorted(glob.glob(os.path.join(a.data, "*.npy")))
+    learned_mode(paths)
+    psnr_targets(paths, [float(t) for t in a.targets.split(",")])
+
+
+def learned_mode(paths: list[str]) -> None:
     logs: dict[tuple[str, bool], list[float]] = {}
     print("| array | KB | learned: PSNR dB | ratio | SZ3 ratio at that PSNR | aezip / SZ3 | "
           "--psnr: PSNR dB | ratio | SZ3 ratio at that PSNR | aezip / SZ3 | model's prediction used |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         aez = os.path.join(tmp, "x.aez")
-        for path in sorted(glob.glob(os.path.join(a.data, "*.npy"))):
+        for path in paths:
             x = np.load(path)
             cells = []
             for mode, kwargs in (("learned", {}), ("psnr", None)):
@@ -89,6 +98,27 @@ def main() -> None:
     for (mode, big), v in logs.items():
         print(f"geometric mean aezip/SZ3 at equal PSNR, {'plain learned mode' if mode == 'learned' else '--psnr'}, "
               f"{len(v)} arrays {'>=' if big else '<'} 256 KB: {math.exp(sum(v) / len(v)):.3f}")
+
+
+def psnr_targets(paths: list[str], targets: list[float]) -> None:
+    """aezip --psnr T for each target T against SZ3 at the PSNR aezip reached."""
+    logs: dict[tuple[float, bool], list[float]] = {}
+    print("\n| array | KB | " + " | ".join(f"--psnr {t:g}: PSNR dB | ratio | SZ3 at that PSNR | aezip / SZ3"
+                                           for t in targets) + " |")
+    print("|---|---|" + "---|---|---|---|" * len(targets))
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in paths:
+            x = np.load(path)
+            cells = []
+            for t in targets:
+                r = aezip.compress(x, os.path.join(tmp, "x.aez"), psnr=t, force=True)
+                sz = sz3_at_psnr(x, r.psnr)
+                logs.setdefault((t, x.nbytes >= 256 * 1024), []).append(math.log(r.compression_ratio / sz))
+                cells.append(f"{r.psnr:.2f} | {r.compression_ratio:.1f} | {sz:.1f} | {r.compression_ratio / sz:.3f}")
+            print(f"| {os.path.basename(path)[:-4]} | {x.nbytes // 1024} | " + " | ".join(cells) + " |")
+    for (t, big), v in logs.items():
+        print(f"geometric mean aezip/SZ3 at equal PSNR, --psnr {t:g}, {len(v)} arrays {'>=' if big else '<'} 256 KB: "
+              f"{math.exp(sum(v) / len(v)):.3f}")
 
 
 if __name__ == "__main__":
