@@ -327,13 +327,14 @@ def _reach_psnr(code, e: float, coded: tuple, target: float, integer: bool, meas
         tried.add(e)
         p = measure(coded[2])
         p = math.inf if p is None else p
+        log_e = math.log(e) if e > 0 else -math.inf  # integer data: 0 is lossless
         if p >= target:
             if best is None or _coded_bytes(coded) < _coded_bytes(best[1]):
                 best = (e, coded)
-            if ok is None or math.log(e) > ok[0]:
-                ok = (math.log(e), p)
-        elif short is None or math.log(e) < short[0]:
-            short = (math.log(e), p)
+            if ok is None or log_e > ok[0]:
+                ok = (log_e, p)
+        elif short is None or log_e < short[0]:
+            short = (log_e, p)
         if target <= p <= target + PSNR_SLACK or i == PSNR_TRIES - 1:
             break
         aim = target + PSNR_SLACK / 2
