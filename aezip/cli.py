@@ -244,6 +244,7 @@ def _cmd_info(a) -> dict:
         "arrays": [{"name": e.name, "shape": list(e.shape), "dtype": e.dtype, "storage": e.codec.storage,
                     "slab": list(e.slab) if e.slab is not None else None, "mode": e.codec.mode or None,
                     "interpolation": e.codec.interpolation if e.codec.storage == "bounded" else None,
+                    "coarse": e.codec.coarse or None,
                     "model_tiles": ([int(e.codec.latent_shape[0]), e.tiles]
                                     if e.codec.storage == "bounded" and e.codec.uses_model else None),
                     "model": c.models[e.codec.model].name if e.codec.model >= 0 else None,
@@ -264,6 +265,7 @@ def _cmd_info(a) -> dict:
                   f"{e['storage']}{' ' + e['mode'] if e['mode'] else ''}"
                   f"{' (' + e['interpolation'] + ' order)' if e['interpolation'] else ''}"
                   f"{' from the model on {} of {} tiles'.format(*e['model_tiles']) if e['model_tiles'] else ''}"
+                  f"{', coarse steps (stride {1:g} and up) within bound/{0:g}'.format(*e['coarse']) if e['coarse'] else ''}"
                   f"  ratio {e['original_bytes'] / max(1, e['coded_bytes']):.2f} (streams only)"
                   f"  PSNR {_fmt(e['psnr'], '.2f')}  max abs error {_fmt(e['max_abs_error'])} ({bound})")
     return d

@@ -6,7 +6,8 @@
 Golden files are written once per format version and then kept forever: every later
 aezip must decode them (tests/test_golden.py). One per built-in default model, the
 storage modes that use no model, the error-bounded modes (NaN/Inf, integers, pw_rel,
-the model's prediction as their base on every tile or on some), and a multi-array npz.
+the model's prediction as their base on every tile or on some), and a multi-array npz;
+and in formats/golden/v3/ the containers that need version 3 (--psnr's coarse bounds).
 Existing golden files are never rewritten.
 """
 
@@ -99,6 +100,16 @@ def main() -> None:
         finally:
             coding._model_may_pay = gate
         print(name, x.shape, aezip.info(aez).arrays[0].codec.base)
+    v3 = os.path.join(ROOT, "formats", "golden", "v3")  # written only for containers that need it
+    os.makedirs(v3, exist_ok=True)
+    for name, x in (("psnr-coarse-2d", sample_field((150, 130), seed=62) * 3),
+                    ("psnr-coarse-3d", sample_field((24, 40, 36), seed=63) * 3)):
+        src, aez = os.path.join(v3, name + ".npy"), os.path.join(v3, name + ".aez")
+        if os.path.exists(aez):  # --psnr: the coarse steps within half the bound (format version 3)
+            continue
+        np.save(src, x)
+        aezip.compress(src, aez, psnr=45)
+        print(name, x.shape, "format version", aezip.info(aez).format_version)
     src = os.path.join(folder, "several.npz")
     if not os.path.exists(os.path.join(folder, "several.aez")):
         np.savez(src, series=sample_field((2000,), seed=7).astype(np.float64), image=sample_field((40, 50), seed=8))

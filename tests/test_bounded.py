@@ -44,19 +44,25 @@ orders = st.sampled_from([interp.GROUPS, interp.DIAMOND])
 
 
 @settings(max_examples=40, deadline=None)
-@given(shape=shapes, seed=st.integers(0, 2**31), log_e=st.floats(-7, -1), order=orders)
-def test_interp_decoder_repeats_the_encoder_bit_for_bit(shape, seed, log_e, order):
+@given(shape=shapes, seed=st.integers(0, 2**31), log_e=st.floats(-7, -1), order=orders,
+       coarse=st.sampled_from([(), (2, 4), (3, 2), (1.5, 1)]))
+def test_interp_decoder_repeats_the_encoder_bit_for_bit(shape, seed, log_e, order, coarse):
     x = np.cumsum(np.random.default_rng(seed).standard_normal(shape), axis=-1)
-    coded, r_hat = interp.encode(x, 10.0**log_e, order=order)
+    e = 10.0**log_e
+    coded, r_hat = interp.encode(x, e, order=order, coarse=coarse)
 
     def read(step, contexts):
         np.testing.assert_array_equal(contexts, coded.contexts[step])  # the decoder sees the same contexts
         return coded.codes[step], coded.exact[step]
 
     np.testing.assert_array_equal(
-        interp.decode(read, shape, 10.0**log_e, coded.levels, coded.predictors, weights=coded.weights, order=order),
+        interp.decode(read, shape, e, coded.levels, coded.predictors, weights=coded.weights, order=order,
+                      coarse=coarse),
         r_hat)
-    assert np.all(np.abs(x - r_hat) <= 10.0**log_e)
+    assert np.all(np.abs(x - r_hat) <= e)
+    if coarse:  # the points of stride S or more (every index a multiple of S) within e / q
+        grid = tuple(slice(None, None, int(coarse[1])) for _ in shape)
+        assert np.all(np.abs(x - r_hat)[grid] <= e / coarse[0])
 
 
 @pytest.mark.parametrize("order", [interp.GROUPS, interp.DIAMOND])
@@ -189,6 +195,48 @@ def test_psnr_mode_reaches_the_target(tmp_path):
         r = aezip.compress(x, p, psnr=target)
         assert r.psnr >= target
         assert r.psnr < target + 0.5  # the loosest bound, not a needlessly tight one
+
+
+def test_psnr_mode_tightens_the_coarse_steps(tmp_path):
+    """--psnr on a 2-D float field quantizes the steps of stride 4 or more within half its
+    bound (format version 3); a smooth field then codes smaller at the same PSNR than with
+    one bound everywhere. Other modes and 1-D arrays keep version 2."""
+    from aezip import coding
+
+    x = sample_field((256, 256), seed=12).astype(np.float32)
+    p = str(tmp_path / "x.aez")
+    r = aezip.compress(x, p, psnr=45)
+    c = aezip.info(p)
+    assert c.format_version == 3 and c.arrays[0].codec.coarse == [2, 4]
+    x_hat, r2 = aezip.decompress(p, write=False)
+    check_bound(x, x_hat, r.bound)
+    d = np.abs(x.astype(np.float64) - x_hat)
+    assert d[::4, ::4].max() <= r.bound / 2 and r2.psnr == pytest.approx(r.psnr) and r.psnr >= 45
+    coarse, coding.PSNR_COARSE = coding.PSNR_COARSE, ()
+    try:
+        flat = aezip.compress(x, str(tmp_path / "flat.aez"), psnr=45)
+    finally:
+        coding.PSNR_COARSE = coarse
+    assert flat.psnr >= 45 and r.compressed_bytes < flat.compressed_bytes
+    assert aezip.info(str(tmp_path / "flat.aez")).format_version == 2
+    for y, kwargs in ((x, {"rel": 1e-3}), (x[0], {"psnr": 45})):
+        aezip.compress(y, p, force=True, **kwargs)
+        assert aezip.info(p).format_version == 2 and not aezip.info(p).arrays[0].codec.coarse
+
+
+@pytest.mark.parametrize("mode, coarse, match", [
+    ({"rel": 1e-3}, [2, 4], "later format version"),  # a version-2 container
+    ({"psnr": 40}, [0.5, 4], "coarse"),
+    ({"psnr": 40}, [2, 3], "coarse"),
+])
+def test_forged_coarse_keys_are_refused(tmp_path, mode, coarse, match):
+    """``coarse`` only in a version-3 container, with a divisor of at least 1 and a stride
+    that is a power of two."""
+    p = str(tmp_path / "x.aez")
+    aezip.compress(sample_field((64, 64), seed=13), p, **mode)
+    edit_record(p, 0, lambda rec: rec["codec"].update(coarse=coarse))
+    with pytest.raises(aezip.ContainerError, match=match):
+        aezip.decompress(p, write=False)
 
 
 @pytest.mark.parametrize("dtype", [np.int16, np.float32])

@@ -77,3 +77,13 @@ def test_golden_files_cover_every_base():
     from it on some tiles (version 2, aezip 0.4.0)."""
     bases = {e.codec.base for f in FILES for e in aezip.info(f).arrays if e.codec.storage == "bounded"}
     assert bases == {"none", "model", "tiles"}
+
+
+def test_version_3_golden_files_need_it():
+    """Version 3 is written only for containers that need its key ``coarse``."""
+    v3 = [f for f in FILES if os.path.basename(os.path.dirname(f)) == "v3"]
+    assert v3
+    for f in FILES:
+        c = aezip.info(f)
+        assert c.format_version == int(os.path.basename(os.path.dirname(f))[1:])
+        assert (c.format_version == 3) == any(e.codec.coarse for e in c.arrays)

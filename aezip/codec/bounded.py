@@ -82,23 +82,26 @@ class Residual:
     order: str  # the interpolation's visiting order: interp.AXES (format v1), GROUPS or DIAMOND
     weights: list[int]  # the FITTED steps' weights, in step order
     exact: np.ndarray  # float64, values stored exactly, in visiting order
+    coarse: tuple = ()  # (q, S): the anchors and the steps of stride S or more within e / q (interp.step_bound)
     bits: np.ndarray | None = None  # each value's estimated cost (interp.code_bits), when asked for
 
 
 def encode(x: np.ndarray, e: float, *, dtype, integer: bool, base: np.ndarray | None = None,
-           exact_where: np.ndarray | None = None, bits: bool = False) -> tuple[Residual, np.ndarray]:
+           exact_where: np.ndarray | None = None, bits: bool = False,
+           coarse: tuple = ()) -> tuple[Residual, np.ndarray]:
     """Code float64 field x within e in the visiting order :func:`choose_orders` picks (in
     each it offers, keeping the smaller); returns the residual record and the decoder's
     x_hat (float64). Values where ``exact_where`` is set are stored exactly. ``bits``:
-    the record also estimates each value's cost."""
+    the record also estimates each value's cost. ``coarse``: tighter bounds on the coarse
+    steps (interp.step_bound)."""
     best = None
-    for order in choose_orders(x if base is None else x - base, e, integer=integer):
+    for order in choose_orders(x if base is None else x - base, e, integer=integer, coarse=coarse):
         coded, r_hat = interp.encode(x, e, base=base, dtype=dtype, integer=integer, order=order,
-                                     exact_where=exact_where)
+                                     exact_where=exact_where, coarse=coarse)
         data, n_esc, radii = adaptive.encode(list(zip(coded.codes, coded.contexts)), interp.CONTEXTS)
         exact = np.concatenate(coded.exact) if coded.exact else np.zeros(0)
         res = Residual(stream=data, escapes=n_esc, radii=radii, levels=coded.levels, predictors=coded.predictors,
-                       order=order, weights=coded.weights, exact=exact.astype(np.float64),
+                       order=order, weights=coded.weights, exact=exact.astype(np.float64), coarse=tuple(coarse),
                        bits=interp.code_bits(coded, x.shape, order) if bits else None)
         if best is None or _bytes(res) < _bytes(best[0]):
             best = res, r_hat
@@ -115,7 +118,7 @@ CLOSE = 0.03  # ... and arrays of up to BOTH_VALUES values are coded in both ord
 BOTH_VALUES = 1 << 18
 
 
-def choose_orders(r: np.ndarray, e: float, *, integer: bool) -> list[str]:
+def choose_orders(r: np.ndarray, e: float, *, integer: bool, coarse: tuple = ()) -> list[str]:
     """The interpolation orders to code field r in: the one of interp.GROUPS and DIAMOND
     that :func:`interp.estimate` finds cheaper on a central crop, or both for a small
     array on which the estimates are close (they rank the orders right when they differ
@@ -123,7 +126,7 @@ def choose_orders(r: np.ndarray, e: float, *, integer: bool) -> list[str]:
     if r.ndim < 2:
         return [interp.GROUPS]
     crop = r[_crop(r.shape, CHOICE_VALUES)]
-    bits = {order: interp.estimate(crop, e, order, integer) for order in (interp.GROUPS, interp.DIAMOND)}
+    bits = {order: interp.estimate(crop, e, order, integer, coarse) for order in (interp.GROUPS, interp.DIAMOND)}
     ranked = sorted(bits, key=bits.get)
     if r.size <= BOTH_VALUES and bits[ranked[1]] <= (1 + CLOSE) * bits[ranked[0]]:
         return ranked
@@ -162,7 +165,7 @@ def decode(res: Residual, shape: tuple[int, ...], e: float, *, integer: bool,
         raise ContainerError(f"the residual record's predictors do not fit the array ({err}); "
                              "the container is corrupted") from None
     r_hat = interp.decode(read, shape, e, res.levels, res.predictors, integer=integer, order=res.order,
-                          weights=res.weights)
+                          weights=res.weights, coarse=res.coarse)
     decoder.finish()
     if used != res.exact.size:
         raise ContainerError("exactly stored values left over; the container is corrupted")

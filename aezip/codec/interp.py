@@ -547,6 +547,20 @@ def _steps(shape: tuple[int, ...], levels: int, order: str) -> Iterator[tuple[tu
         yield _targets(shape, pas), pas
 
 
+def quantum(e: float, integer: bool) -> float:
+    """The quantization step for bound e: 2e, or 2e + 1 on integer data (so e = 0 is lossless)."""
+    return 2.0 * e + 1.0 if integer else 2.0 * e
+
+
+def step_bound(e: float, pas: Pass | None, coarse: Sequence[float] = ()) -> float:
+    """The bound a step is quantized within: ``e``, or with ``coarse`` = (q, S) ``e / q`` on
+    the anchors and on the steps whose stride is S or more."""
+    if not coarse:
+        return e
+    q, s_min = coarse
+    return e / q if pas is None or pas.s >= s_min else e
+
+
 def _prediction(x_hat: np.ndarray, t: tuple[slice, ...], pas: Pass | None, predictor: int = CUBIC,
                 w: Sequence[int] = (), interpolations=None, region: list[tuple[int, int]] | None = None) -> np.ndarray:
     """The prediction of the targets ``t`` of ``pas`` (in ``region``, if given) by ``predictor``."""
@@ -762,7 +776,8 @@ def _banded_prediction(r_hat: np.ndarray, t, pas, predictor: int, integer: bool,
 
 def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarray | None = None,
            dtype=np.float64, integer: bool = False,
-           order: str = GROUPS, exact_where: np.ndarray | None = None) -> tuple[Coded, np.ndarray]:
+           order: str = GROUPS, exact_where: np.ndarray | None = None,
+           coarse: Sequence[float] = ()) -> tuple[Coded, np.ndarray]:
     """Code field ``x`` (float64 values) within ``e`` of every value; returns the codes and
     the residual field r_hat the decoder will rebuild.
 
@@ -774,20 +789,24 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
     to integers and step 2e + 1, so ``e = 0`` is lossless (with an integer ``dtype``, a value
     that would leave its range is stored exactly). Values where ``exact_where`` is set are
     stored exactly whatever their code. ``order``: the visiting order
-    (:func:`passes`).
+    (:func:`passes`). ``coarse``: tighter bounds on the coarse steps (:func:`step_bound`;
+    float data only), which buys PSNR where an error bound alone is not the goal.
     """
     x = np.asarray(x, dtype=np.float64)
     r = x if base is None else x - base
     levels = levels_for(x.shape) if levels is None else levels
     r_hat = np.empty_like(r)
     q_mag = np.zeros(r.shape, np.uint8)
-    step = 2.0 * e + 1.0 if integer else 2.0 * e
+    if coarse and integer:
+        raise ValueError("tighter coarse bounds apply to float coding only")
     cast = np.dtype(dtype)
     # an integer dtype's range: a value within e of x may lie beyond it, and the cast would wrap
     limits = np.iinfo(cast) if cast.kind in "iu" else None
     codes, contexts, exact, predictors, weights = [], [], [], [], []
     axis_bits: dict[int, float] = {}  # cost per target of the one-axis passes of the current stride
     for t, pas in _steps(x.shape, levels, order):
+        e_t = step_bound(e, pas, coarse)
+        step = quantum(e_t, integer)
         contexts.append(_banded_context(r_hat, q_mag, t, pas, step))
         choice, w = CUBIC, []
         if pas is not None:
@@ -814,7 +833,7 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
             if cast != np.float64 and not integer:
                 with np.errstate(over="ignore"):  # a value beyond the dtype becomes inf, and missed
                     value = value.astype(cast).astype(np.float64)
-            missed = np.abs(value - x_t[idx]) > e  # rounding can push a value past the bound
+            missed = np.abs(value - x_t[idx]) > e_t  # rounding can push a value past the bound
             missed |= big
             if limits is not None:
                 missed |= (value < limits.min) | (value > limits.max)
@@ -838,14 +857,16 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
                  weights=weights), r_hat
 
 
-def estimate(x: np.ndarray, e: float, order: str, integer: bool = False) -> float:
+def estimate(x: np.ndarray, e: float, order: str, integer: bool = False, coarse: Sequence[float] = ()) -> float:
     """Bits to code ``x`` within ``e`` in visiting order ``order``, roughly: the cubic
     predictor on every step, the codes' zeroth-order entropy per step (orders compare
     alike; the coder itself does better)."""
     x_hat = np.empty_like(x)
-    step = 2.0 * e + 1.0 if integer else 2.0 * e
     bits = 0.0
-    for t, pas in _steps(x.shape, levels_for(x.shape), order):
+    levels = levels_for(x.shape)
+    for t, pas in _steps(x.shape, levels, order):
+        e_t = step_bound(e, pas, coarse)
+        step = quantum(e_t, integer)
         p = _prediction(x_hat, t, pas)
         if integer:
             p = np.rint(p)
@@ -902,15 +923,16 @@ def step_weights(shape: tuple[int, ...], levels: int, order: str, predictors: Se
 
 def decode(read: Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray]], shape: tuple[int, ...], e: float,
            levels: int, predictors: Sequence[int], *, integer: bool = False, order: str = GROUPS,
-           weights: Sequence[int] = ()) -> np.ndarray:
+           weights: Sequence[int] = (), coarse: Sequence[float] = ()) -> np.ndarray:
     """Rebuild r_hat step by step; ``read(step, contexts)`` returns that step's codes and
     exact values (the contexts come from what is already rebuilt). Bit-identical to what
     :func:`encode` returned. ValueError if the predictors or weights do not fit the steps."""
     w_steps = step_weights(shape, levels, order, predictors, weights)
     r_hat = np.empty(shape, dtype=np.float64)
     q_mag = np.zeros(shape, np.uint8)
-    step = 2.0 * e + 1.0 if integer else 2.0 * e
     for i, (t, pas) in enumerate(_steps(shape, levels, order)):
+        e_t = step_bound(e, pas, coarse)
+        step = quantum(e_t, integer)
         r_hat_t = r_hat[t]
         c, ex = read(i, _banded_context(r_hat, q_mag, t, pas, step))
         c = c.reshape(r_hat_t.shape)

@@ -19,8 +19,8 @@ import numpy as np
 from ..errors import ContainerError
 
 FORMAT = "aezip"
-FORMAT_VERSION = 2
-SUPPORTED_VERSIONS = (1, 2)
+FORMAT_VERSION = 2  # the version aezip writes, unless an entry needs a later one (version_needed)
+SUPPORTED_VERSIONS = (1, 2, 3)
 STORAGES = ("latent", "raw", "constant", "bounded")
 BASES = ("none", "model", "tiles")  # where a bounded prediction starts: 0, the model's x_hat, or it on some tiles
 DTYPES = ("float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
@@ -162,6 +162,8 @@ class CodecParams(_Record):
     source declared missing, kept exactly and left out of every figure; ``latent_coding``:
     "tables" (the model's frozen integer tables) or "adaptive" (counts learned while coding,
     one sequence per latent channel with table radii ``latent_radii``), whichever was smaller.
+    ``coarse`` (format version 3): [q, S], the anchors and the steps of stride S or more
+    were quantized within ``bound`` / q (float bounded coding, for PSNR).
     ``symbols_crc32`` is the CRC-32 of the decoded latents (int32, little-endian, C order);
     the stream's last ``escapes`` int32 values are the escaped latents;
     ``model`` indexes the container's model list (-1: no model).
@@ -173,7 +175,7 @@ class CodecParams(_Record):
         "symbols_crc32": "int", "escapes": "int", "model": "int", "mode": "str", "bound": "number", "levels": "int",
         "radii": "ints", "predictors": "ints", "residual_escapes": "int", "base": "str", "margin": "number",
         "base_check": "numbers", "integer": "bool", "fill_values": "numbers", "latent_coding": "str",
-        "latent_radii": "ints", "interpolation": "str", "weights": "ints"}
+        "latent_radii": "ints", "interpolation": "str", "weights": "ints", "coarse": "numbers"}
 
     storage: str
     ndim: int = 0
@@ -199,6 +201,7 @@ class CodecParams(_Record):
     latent_radii: list = field(default_factory=list)
     interpolation: str = "axes"
     weights: list = field(default_factory=list)
+    coarse: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.storage not in STORAGES:
@@ -221,6 +224,10 @@ class CodecParams(_Record):
                                  "does not know: upgrade aezip to read it")
         if self.latent_coding not in ("tables", "adaptive"):
             raise ContainerError(f"latents coded as {self.latent_coding!r}, which this aezip does not know: upgrade aezip")
+        if self.coarse and not (self.storage == "bounded" and not self.integer and len(self.coarse) == 2
+                                and 1 <= self.coarse[0] < math.inf and self.coarse[1] >= 1
+                                and float(self.coarse[1]).is_integer() and int(self.coarse[1]) & (int(self.coarse[1]) - 1) == 0):
+            raise ValueError(f"coarse {self.coarse} is not (divisor >= 1, stride a power of two) on float bounded coding")
 
     @property
     def uses_model(self) -> bool:
@@ -313,6 +320,11 @@ class ArrayEntry:
     def size(self) -> int:
         """Number of values this entry codes."""
         return int(np.prod(self.part_shape, dtype=np.int64))
+
+
+def version_needed(codec: CodecParams) -> int:
+    """The lowest format version that can hold an entry coded this way (version 3: ``coarse``)."""
+    return 3 if codec.coarse else FORMAT_VERSION
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,7 +1,8 @@
 """Read a container: format and version first, then records, then streams with their checksums.
 
-Version 2 (the current one) and version 1 (formats/aezip-container-v1.md: one group per
-array, one attribute per record, one dataset per stream) are read."""
+Version 2 (the current one), version 3 (version 2 with the codec key ``coarse``, written
+only for containers that use it) and version 1 (formats/aezip-container-v1.md: one group
+per array, one attribute per record, one dataset per stream) are read."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import h5py
 import numpy as np
 
 from ..errors import ChecksumError, ContainerError, FormatVersionError, InputNotFoundError
-from .layout import (FORMAT, SUPPORTED_VERSIONS, ArrayEntry, CodecParams, Container, Figures, ModelRef,
-                     SourceRef, parse_entry, parse_header)
+from .layout import (FORMAT, SUPPORTED_VERSIONS, ArrayEntry, CodecParams, Container, Figures, ModelRef, SourceRef,
+                     parse_entry, parse_header, version_needed)
 from .writer import crc32
 
 
@@ -153,6 +154,9 @@ def read_container(path: str, *, streams: bool | str = True) -> Container:
             else:
                 writer, source, models, n = parse_header(_text(f.attrs, "header", path))
                 arrays = tuple(_entry_v2(f, i, path, with_streams) for i in range(n))
+                if any(version_needed(a.codec) > version for a in arrays):
+                    raise ContainerError(f"{path}: an entry uses a key of a later format version than the file's "
+                                         f"({version}); the container is corrupted")
             if not arrays:
                 raise ContainerError(f"{path}: the container lists no array; it is corrupted")
             return Container(

@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 
 from ..fileutil import atomic_output
-from .layout import FORMAT, FORMAT_VERSION, ArrayEntry, Container, entry_json, header_json
+from .layout import FORMAT, FORMAT_VERSION, ArrayEntry, Container, entry_json, header_json, version_needed
 
 COMPACT_LIMIT = 32 * 1024  # bytes; HDF5 caps compact data at 64 KB per object header
 LIBVER = ("v110", "v110")
@@ -89,6 +89,8 @@ class ContainerWriter:
         payload = np.concatenate([v.reshape(-1).view(np.uint8) for v in parts]) if parts else np.zeros(0, np.uint8)
         _dataset(self._f, f"array_{self.n}", payload, {"record": _text(entry_json(a, table))})
         self.n += 1
+        if version_needed(a.codec) > int(self._f.attrs["format_version"]):  # the lowest version that reads the file
+            self._f.attrs.modify("format_version", np.int32(version_needed(a.codec)))
 
     def finish(self, *, models=(), skeleton: bytes | None = None, embedded_model: bytes | None = None) -> None:
         writer, source = self._header
