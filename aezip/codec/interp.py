@@ -25,8 +25,10 @@ along one axis), or weights fitted to the array by least squares (v2, stored as 
 Every prediction ``p`` uses reconstructed values only, so the decoder repeats it
 exactly; the residual is quantized with step ``2E`` in float64,
 ``q = round((x - p) / 2E)``, ``x_hat = p + 2E q``; a value whose code is out of range
-or whose reconstruction would miss the bound (float rounding) is stored exactly.
-Codes come out in visiting order, one array per pass, so that passes can be coded
+or whose reconstruction would miss the bound (float rounding) is stored exactly. With
+``coarse`` (format v3) the anchors and the coarse strides use a tighter bound
+(:func:`step_bound`): their errors spread into every finer prediction, so for a PSNR
+target that costs fewer bits than it saves. Codes come out in visiting order, one array per pass, so that passes can be coded
 with their own statistics.
 
 All arithmetic is numpy float64 element-wise addition and multiplication, which IEEE
