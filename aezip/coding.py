@@ -294,12 +294,12 @@ def _with_model(x: np.ndarray, d: int, models: Models, name: str, field: np.ndar
     best, best_size = None, _size(classical)
     for flags, y, b, res, f_hat in candidates:
         fields, latents = _code_latents(y, model, norm, d)
+        fields.update(base="model" if flags is None else "tiles", margin=margin, bound=e_m,
+                      base_check=[float(np.sum(b)), float(np.sum(b * b))])
         streams = {"latents": latents} if flags is None else {"latents": latents, "tiles": np.packbits(flags)}
-        size = _size(res) + sum(v.nbytes for v in streams.values())
-        if prefer_model(size, best_size):
-            fields.update(base="model" if flags is None else "tiles", margin=margin, bound=e_m,
-                          base_check=[float(np.sum(b)), float(np.sum(b * b))])
-            best, best_size = ({"fields": fields, "streams": streams, "model": model}, res, f_hat), size
+        coded = ({"fields": fields, "streams": streams, "model": model}, res, f_hat)
+        if prefer_model(_coded_bytes(coded), best_size):
+            best, best_size = coded, _coded_bytes(coded)
     return best
 
 

@@ -224,9 +224,7 @@ class CodecParams(_Record):
                                  "does not know: upgrade aezip to read it")
         if self.latent_coding not in ("tables", "adaptive"):
             raise ContainerError(f"latents coded as {self.latent_coding!r}, which this aezip does not know: upgrade aezip")
-        if self.coarse and not (self.storage == "bounded" and not self.integer and len(self.coarse) == 2
-                                and 1 <= self.coarse[0] < math.inf and self.coarse[1] >= 1
-                                and float(self.coarse[1]).is_integer() and int(self.coarse[1]) & (int(self.coarse[1]) - 1) == 0):
+        if self.coarse and not (self.storage == "bounded" and not self.integer and _coarse_ok(self.coarse)):
             raise ValueError(f"coarse {self.coarse} is not (divisor >= 1, stride a power of two) on float bounded coding")
 
     @property
@@ -320,6 +318,14 @@ class ArrayEntry:
     def size(self) -> int:
         """Number of values this entry codes."""
         return int(np.prod(self.part_shape, dtype=np.int64))
+
+
+def _coarse_ok(coarse: list) -> bool:
+    """[q, S]: a divisor q >= 1 and a stride S that is a power of two."""
+    if len(coarse) != 2:
+        return False
+    q, s = coarse
+    return 1 <= q < math.inf and s >= 1 and float(s).is_integer() and int(s) & (int(s) - 1) == 0
 
 
 def version_needed(codec: CodecParams) -> int:
