@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     modes = b.add_mutually_exclusive_group()
     modes.add_argument("--abs", type=float, metavar="E", help="every finite value within E (integers: --abs 0 is lossless)")
     modes.add_argument("--rel", type=float, metavar="R", help="E = R x value range of the finite values (SZ's REL)")
-    modes.add_argument("--psnr", type=float, metavar="P", help="PSNR at least P dB: the loosest bound found that reaches it (up to six codings)")
+    modes.add_argument("--psnr", type=float, metavar="P", help="PSNR at least P dB: coded within the loosest bound E found that reaches it (up to six "
+                       "codings), then filtered; every value within 1.5 E")
     modes.add_argument("--pw-rel", type=float, metavar="R", help="|x - x_hat| <= R |x| for every value (data spanning decades)")
 
     d = sub.add_parser("decompress", parents=[common], help="reconstruct the array(s) of a container")
@@ -244,7 +245,8 @@ def _cmd_info(a) -> dict:
         "arrays": [{"name": e.name, "shape": list(e.shape), "dtype": e.dtype, "storage": e.codec.storage,
                     "slab": list(e.slab) if e.slab is not None else None, "mode": e.codec.mode or None,
                     "interpolation": e.codec.interpolation if e.codec.storage == "bounded" else None,
-                    "coarse": e.codec.coarse or None,
+                    "coarse": e.codec.coarse or None, "filter": _filter(e),
+                    "coded_within": e.codec.bound if e.codec.storage == "bounded" else None,
                     "model_tiles": ([int(e.codec.latent_shape[0]), e.tiles]
                                     if e.codec.storage == "bounded" and e.codec.uses_model else None),
                     "model": c.models[e.codec.model].name if e.codec.model >= 0 else None,
@@ -265,10 +267,35 @@ def _cmd_info(a) -> dict:
                   f"{e['storage']}{' ' + e['mode'] if e['mode'] else ''}"
                   f"{' (' + e['interpolation'] + ' order)' if e['interpolation'] else ''}"
                   f"{' from the model on {} of {} tiles'.format(*e['model_tiles']) if e['model_tiles'] else ''}"
-                  f"{', coarse steps (stride {1:g} and up) within bound/{0:g}'.format(*e['coarse']) if e['coarse'] else ''}"
+                  f"{_coarse_text(e)}{_filter_text(e)}"
                   f"  ratio {e['original_bytes'] / max(1, e['coded_bytes']):.2f} (streams only)"
                   f"  PSNR {_fmt(e['psnr'], '.2f')}  max abs error {_fmt(e['max_abs_error'])} ({bound})")
     return d
+
+
+def _coarse_text(e: dict) -> str:
+    if not e["coarse"]:
+        return ""
+    q, stride = e["coarse"]
+    return f", coarse steps (stride {stride:g} and up) within {e['coded_within'] / q:.4g}"
+
+
+def _filter(e) -> dict | None:
+    """The post-filter of an entry (``aezip info --json``): its weights and largest correction."""
+    if not e.codec.filter:
+        return None
+    from .codec import postfilter
+
+    integer = e.codec.integer or e.dtype.startswith(("int", "uint"))
+    return {"weights": e.codec.filter, "clip": postfilter.clip(e.codec.bound, integer)}
+
+
+def _filter_text(e: dict) -> str:
+    f = e["filter"]
+    if not f:
+        return ""
+    return (f", coded within {e['coded_within']:.4g} then filtered ({len(f['weights'])} weights, corrections "
+            f"within {f['clip']:.4g})")
 
 
 def _cmd_train(a) -> dict:

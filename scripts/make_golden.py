@@ -7,7 +7,8 @@ Golden files are written once per format version and then kept forever: every la
 aezip must decode them (tests/test_golden.py). One per built-in default model, the
 storage modes that use no model, the error-bounded modes (NaN/Inf, integers, pw_rel,
 the model's prediction as their base on every tile or on some), and a multi-array npz;
-and in formats/golden/v3/ the containers that need version 3 (--psnr's coarse bounds).
+and in formats/golden/v3/ and v4/ the containers that need version 3 (--psnr's coarse
+bounds) or 4 (--psnr's post-filter).
 Existing golden files are never rewritten.
 """
 
@@ -100,21 +101,35 @@ def main() -> None:
         finally:
             coding._model_may_pay = gate
         print(name, x.shape, aezip.info(aez).arrays[0].codec.base)
-    v3 = os.path.join(ROOT, "formats", "golden", "v3")  # written only for containers that need it
-    os.makedirs(v3, exist_ok=True)
-    for name, x in (("psnr-coarse-2d", sample_field((150, 130), seed=62) * 3),
-                    ("psnr-coarse-3d", sample_field((24, 40, 36), seed=63) * 3)):
-        src, aez = os.path.join(v3, name + ".npy"), os.path.join(v3, name + ".aez")
-        if os.path.exists(aez):  # --psnr: the coarse steps within half the bound (format version 3)
+    for version, name, x, target in later_versions():  # written only for containers that need them
+        later = os.path.join(ROOT, "formats", "golden", f"v{version}")
+        os.makedirs(later, exist_ok=True)
+        src, aez = os.path.join(later, name + ".npy"), os.path.join(later, name + ".aez")
+        if os.path.exists(aez):
             continue
         np.save(src, x)
-        aezip.compress(src, aez, psnr=45)
+        post, coding.PSNR_FILTER = coding.PSNR_FILTER, version >= 4
+        try:
+            aezip.compress(src, aez, psnr=target)
+        finally:
+            coding.PSNR_FILTER = post
         print(name, x.shape, "format version", aezip.info(aez).format_version)
     src = os.path.join(folder, "several.npz")
     if not os.path.exists(os.path.join(folder, "several.aez")):
         np.savez(src, series=sample_field((2000,), seed=7).astype(np.float64), image=sample_field((40, 50), seed=8))
         aezip.compress(src, os.path.join(folder, "several.aez"))
         print("several.npz")
+
+
+def later_versions():
+    """(version, name, x, --psnr target) of the containers that need format version 3 (--psnr's coarse
+    bounds, made without the post-filter) or 4 (--psnr's post-filter)."""
+    yield 3, "psnr-coarse-2d", sample_field((150, 130), seed=62) * 3, 45
+    yield 3, "psnr-coarse-3d", sample_field((24, 40, 36), seed=63) * 3, 45
+    yield 4, "psnr-filter-1d-int16", np.rint(sample_field((3000,), seed=64) * 3000).astype(np.int16), 45
+    yield 4, "psnr-filter-2d", (sample_field((150, 130), seed=65) * 3).astype(np.float32), 45
+    yield 4, "psnr-filter-2d-uint8", np.rint(np.interp(sample_field((120, 90), seed=66), (-3, 3), (0, 255))).astype(np.uint8), 38
+    yield 4, "psnr-filter-3d", sample_field((24, 40, 36), seed=67).astype(np.float64), 45
 
 
 if __name__ == "__main__":

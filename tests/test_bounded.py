@@ -197,7 +197,7 @@ def test_psnr_mode_reaches_the_target(tmp_path):
         assert r.psnr < target + 0.5  # the loosest bound, not a needlessly tight one
 
 
-def test_psnr_mode_tightens_the_coarse_steps(tmp_path):
+def test_psnr_mode_tightens_the_coarse_steps(tmp_path, monkeypatch):
     """--psnr on a 2-D float field quantizes the steps of stride 4 or more within half its
     bound (format version 3); a smooth field then codes smaller at the same PSNR than with
     one bound everywhere. Other modes and 1-D arrays keep version 2."""
@@ -205,6 +205,7 @@ def test_psnr_mode_tightens_the_coarse_steps(tmp_path):
 
     x = sample_field((256, 256), seed=12).astype(np.float32)
     p = str(tmp_path / "x.aez")
+    monkeypatch.setattr(coding, "PSNR_FILTER", False)  # its corrections would blur the coarse grid's bound
     r = aezip.compress(x, p, psnr=45)
     c = aezip.info(p)
     assert c.format_version == 3 and c.arrays[0].codec.coarse == [2, 4]
@@ -236,6 +237,110 @@ def test_forged_coarse_keys_are_refused(tmp_path, mode, coarse, match):
     aezip.compress(sample_field((64, 64), seed=13), p, **mode)
     edit_record(p, 0, lambda rec: rec["codec"].update(coarse=coarse))
     with pytest.raises(aezip.ContainerError, match=match):
+        aezip.decompress(p, write=False)
+
+
+def test_post_filter_takes_back_error_within_its_clip():
+    """The fitted filter lowers the error of a noisy decode, moves no value by more than
+    its clip, keeps the values within the decoded range, and gives the same bits whatever
+    the block size it works in."""
+    from aezip.codec import postfilter
+
+    rng = np.random.default_rng(3)
+    for shape in ((4000,), (90, 70), (20, 18, 16)):
+        x = sample_field(shape, seed=len(shape)).astype(np.float64)
+        e = 0.05 * float(x.max() - x.min())
+        f = x + rng.uniform(-e, e, shape)
+        w = postfilter.fit(x, f)
+        assert len(w) == len(postfilter.taps(len(shape))) and all(isinstance(v, int) for v in w)
+        g = postfilter.apply(f, w, postfilter.clip(e, False))
+        assert np.mean((g - x) ** 2) < 0.8 * np.mean((f - x) ** 2)
+        assert np.abs(g - f).max() <= e / 2 * (1 + 1e-12) and f.min() <= g.min() and g.max() <= f.max()
+        blocks, postfilter.BLOCK_VALUES = postfilter.BLOCK_VALUES, 7
+        try:
+            assert postfilter.apply(f, w, e / 2).tobytes() == g.tobytes()
+        finally:
+            postfilter.BLOCK_VALUES = blocks
+    with pytest.raises(ValueError, match="weights"):
+        postfilter.apply(f, w[:-1], e)
+    assert postfilter.clip(5.0, True) == 2.0 and postfilter.clip(1.0, True) == 0.0
+
+
+@pytest.mark.parametrize("x, target", [
+    ((sample_field((200, 180), seed=21) * 3).astype(np.float32), 45),
+    (np.rint(np.cumsum(np.random.default_rng(22).normal(size=40000)) * 50).astype(np.int16), 45),  # a random walk
+    # values at the ends of uint8: the filter must not push a decoded value past them
+    (np.clip(np.rint(sample_field((120, 100), seed=23) * 120 + 128), 0, 255).astype(np.uint8), 38),
+    (sample_field((30, 28, 26), seed=24).astype(np.float64), 45),
+])
+def test_psnr_mode_filters_after_decoding(tmp_path, monkeypatch, x, target):
+    """--psnr fits the post-filter (format version 4): the decoder repeats the encoder's
+    values bit for bit, every value stays within the coding bound plus the clip (the
+    figures' bound), the target is reached, and the file is smaller than without it."""
+    from aezip import coding
+    from aezip.codec import postfilter
+
+    p = str(tmp_path / "x.aez")
+    r = aezip.compress(x, p, psnr=target)
+    c = aezip.info(p)
+    e = c.arrays[0]
+    assert c.format_version == 4 and len(e.codec.filter) == len(postfilter.taps(x.ndim))
+    integer = e.codec.integer or x.dtype.kind in "iu"
+    assert e.figures.bound == e.codec.bound + postfilter.clip(e.codec.bound, integer)
+    x_hat, r2 = aezip.decompress(p, write=False, original=x)
+    check_bound(x, x_hat, r.bound)
+    assert r.psnr >= target and r2.measured.psnr == r.psnr and r2.measured.max_abs_error == r.max_abs_error
+    monkeypatch.setattr(coding, "PSNR_FILTER", False)
+    plain = aezip.compress(x, str(tmp_path / "plain.aez"), psnr=target)
+    assert plain.psnr >= target and r.compressed_bytes < plain.compressed_bytes
+
+
+def test_post_filter_is_left_out_where_its_weights_outweigh_it(tmp_path, monkeypatch):
+    """On a small smooth array the filter's weights in the record would cost more than it
+    saves: the search is run again without it and the smaller file kept."""
+    from aezip import coding
+
+    x = np.rint(sample_field((5000,), seed=22) * 2000).astype(np.int16)
+    r = aezip.compress(x, str(tmp_path / "x.aez"), psnr=45)
+    monkeypatch.setattr(coding, "PSNR_FILTER", False)
+    plain = aezip.compress(x, str(tmp_path / "plain.aez"), psnr=45)
+    assert r.psnr >= 45 and r.compressed_bytes <= plain.compressed_bytes
+
+
+def test_post_filter_only_in_psnr_mode(tmp_path):
+    """--rel, --abs and --pw-rel never filter: they promise their bound, which the filter
+    may exceed; their containers keep format version 2."""
+    x = sample_field((128, 128), seed=25)
+    p = str(tmp_path / "x.aez")
+    for mode, e in (({"rel": 1e-2}, None), ({"abs": 0.05}, 0.05), ({"pw_rel": 1e-2}, None)):
+        r = aezip.compress(x, p, force=True, **mode)
+        c = aezip.info(p)
+        assert c.format_version == 2 and not c.arrays[0].codec.filter
+        assert e is None or r.bound == e
+
+
+@pytest.mark.parametrize("mode, change, match", [
+    ({"psnr": 45}, lambda c: c.update(filter=c["filter"][:-1]), "filter's weights"),
+    ({"psnr": 45}, lambda c: c.update(filter=[1 << 15] + c["filter"][1:]), "filter's weights"),
+    ({"psnr": 45}, lambda c: c.update(filter=[0.5] * len(c["filter"])), "filter"),
+    ({"rel": 1e-3}, lambda c: c.update(filter=[1] * 8), "filter"),  # --rel promises its bound
+])
+def test_forged_filter_keys_are_refused(tmp_path, mode, change, match):
+    p = str(tmp_path / "x.aez")
+    aezip.compress((sample_field((96, 96), seed=26) * 3).astype(np.float32), p, **mode)
+    edit_record(p, 0, lambda rec: change(rec["codec"]))
+    with pytest.raises(aezip.ContainerError, match=match):
+        aezip.decompress(p, write=False)
+
+
+def test_filter_in_a_version_3_container_is_refused(tmp_path):
+    p = str(tmp_path / "x.aez")
+    aezip.compress((sample_field((96, 96), seed=26) * 3).astype(np.float32), p, psnr=45)
+    import h5py
+
+    with h5py.File(p, "r+") as f:
+        f.attrs["format_version"] = np.int32(3)
+    with pytest.raises(aezip.ContainerError, match="later format version"):
         aezip.decompress(p, write=False)
 
 

@@ -104,6 +104,12 @@ def test_info_and_verify(npy, tmp_path, capsys):
     run(capsys, "compress", npy, "-o", aez, "--rel", "1e-3", "--force", "--quiet")
     code, out, _ = run(capsys, "info", aez)
     assert code == 0 and ("bounded rel (groups order)" in out or "bounded rel (diamond order)" in out)
+    golden = os.path.join(os.path.dirname(__file__), "..", "formats", "golden", "v4", "psnr-filter-2d.aez")
+    code, out, _ = run(capsys, "info", golden)
+    assert code == 0 and "coarse steps (stride 4 and up) within 0.1005" in out
+    assert "coded within 0.201 then filtered (8 weights, corrections within 0.1005)" in out and "(bound 0.3015)" in out
+    code, out, _ = run(capsys, "info", golden, "--json")
+    assert json.loads(out)["arrays"][0]["filter"]["clip"] == pytest.approx(0.1004858424511004)
 
 
 def _corrupt_stream(aez):

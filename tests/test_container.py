@@ -61,9 +61,9 @@ def test_newer_version_is_refused_first(tmp_path):
     p = str(tmp_path / "c.aez")
     write_container(p, _container())
     with h5py.File(p, "r+") as f:
-        f.attrs["format_version"] = np.int32(4)
+        f.attrs["format_version"] = np.int32(5)
         del f["array_0"]  # a newer version may look entirely different
-    with pytest.raises(FormatVersionError, match="version 4.*reads version 1, 2, 3.*upgrade aezip"):
+    with pytest.raises(FormatVersionError, match="version 5.*reads version 1, 2, 3, 4.*upgrade aezip"):
         read_container(p)
 
 

@@ -20,7 +20,7 @@ from ..errors import ContainerError
 
 FORMAT = "aezip"
 FORMAT_VERSION = 2  # the version aezip writes, unless an entry needs a later one (version_needed)
-SUPPORTED_VERSIONS = (1, 2, 3)
+SUPPORTED_VERSIONS = (1, 2, 3, 4)
 STORAGES = ("latent", "raw", "constant", "bounded")
 BASES = ("none", "model", "tiles")  # where a bounded prediction starts: 0, the model's x_hat, or it on some tiles
 DTYPES = ("float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
@@ -164,6 +164,9 @@ class CodecParams(_Record):
     one sequence per latent channel with table radii ``latent_radii``), whichever was smaller.
     ``coarse`` (format version 3): [q, S], the anchors and the steps of stride S or more
     were quantized within ``bound`` / q (float bounded coding, for PSNR).
+    ``filter`` (format version 4): the weights (units of 1/4096) of the linear filter
+    applied after decoding (aezip.codec.postfilter; --psnr without a model), its
+    corrections within bound/2.
     ``symbols_crc32`` is the CRC-32 of the decoded latents (int32, little-endian, C order);
     the stream's last ``escapes`` int32 values are the escaped latents;
     ``model`` indexes the container's model list (-1: no model).
@@ -175,7 +178,7 @@ class CodecParams(_Record):
         "symbols_crc32": "int", "escapes": "int", "model": "int", "mode": "str", "bound": "number", "levels": "int",
         "radii": "ints", "predictors": "ints", "residual_escapes": "int", "base": "str", "margin": "number",
         "base_check": "numbers", "integer": "bool", "fill_values": "numbers", "latent_coding": "str",
-        "latent_radii": "ints", "interpolation": "str", "weights": "ints", "coarse": "numbers"}
+        "latent_radii": "ints", "interpolation": "str", "weights": "ints", "coarse": "numbers", "filter": "ints"}
 
     storage: str
     ndim: int = 0
@@ -202,6 +205,7 @@ class CodecParams(_Record):
     interpolation: str = "axes"
     weights: list = field(default_factory=list)
     coarse: list = field(default_factory=list)
+    filter: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.storage not in STORAGES:
@@ -226,6 +230,9 @@ class CodecParams(_Record):
             raise ContainerError(f"latents coded as {self.latent_coding!r}, which this aezip does not know: upgrade aezip")
         if self.coarse and not (self.storage == "bounded" and not self.integer and _coarse_ok(self.coarse)):
             raise ValueError(f"coarse {self.coarse} is not (divisor >= 1, stride a power of two) on float bounded coding")
+        if self.filter and not (self.storage == "bounded" and self.mode == "psnr" and self.base == "none"
+                                ):
+            raise ValueError("filter weights on an array that is not --psnr bounded coding without a model")
 
     @property
     def uses_model(self) -> bool:
@@ -329,8 +336,9 @@ def _coarse_ok(coarse: list) -> bool:
 
 
 def version_needed(codec: CodecParams) -> int:
-    """The lowest format version that can hold an entry coded this way (version 3: ``coarse``)."""
-    return 3 if codec.coarse else FORMAT_VERSION
+    """The lowest format version that can hold an entry coded this way (version 3:
+    ``coarse``; version 4: ``filter``)."""
+    return 4 if codec.filter else 3 if codec.coarse else FORMAT_VERSION
 
 
 @dataclass(frozen=True, kw_only=True)

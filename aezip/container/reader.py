@@ -1,7 +1,8 @@
 """Read a container: format and version first, then records, then streams with their checksums.
 
-Version 2 (the current one), version 3 (version 2 with the codec key ``coarse``, written
-only for containers that use it) and version 1 (formats/aezip-container-v1.md: one group
+Version 2 (the current one), version 3 (version 2 with the codec key ``coarse``) and 4
+(version 3 with the codec key ``filter``), each written only for containers that use their
+key, and version 1 (formats/aezip-container-v1.md: one group
 per array, one attribute per record, one dataset per stream) are read."""
 
 from __future__ import annotations
