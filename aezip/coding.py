@@ -417,7 +417,7 @@ def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bou
                                     bits=model_too, coarse=coarse)
         hybrid = _with_model(x, d, models, name, field, e, out_dtype, res, learned, coarse) if model_too else None
         if hybrid is None and bound.mode == "psnr" and post:
-            return _filtered(x, field, e, integer, res, f_hat, vrange)
+            return _filtered(x, field, e, integer, res, f_hat)
         return hybrid or ({}, res, f_hat)
 
     extra, res, f_hat = code(e)
@@ -442,8 +442,7 @@ def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bou
     return codec, streams, x_hat, figure_bound
 
 
-def _filtered(x: np.ndarray, field: np.ndarray, e: float, integer: bool, res: bounded.Residual, f_hat: np.ndarray,
-              vrange: float):
+def _filtered(x: np.ndarray, field: np.ndarray, e: float, integer: bool, res: bounded.Residual, f_hat: np.ndarray):
     """(extra, res, x_hat) of the coding within e, with the post-filter (codec.postfilter)
     fitted to the array when it raises the PSNR and keeps every value within e + its clip."""
     c = postfilter.clip(e, integer)
