@@ -16,6 +16,7 @@ Values that are not data, in any storage: NaN, Inf and declared fill values go t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 import warnings
@@ -365,15 +366,16 @@ def _reach_psnr(code, e: float, coded: tuple, target: float, integer: bool, meas
 
 def _search(code, e: float, coded: tuple, target: float, integer: bool, measure) -> tuple:
     """(extra, res, x_hat, bound) of --psnr's coding: :func:`_reach_psnr` from the first
-    guess e. Where the filter's weights weigh against the streams (over 1/FILTER_SHARE of
-    them), the search is run again without the filter and the smaller kept."""
-    e_1, best = _reach_psnr(code, e, coded, target, integer, measure)
-    weights = len(best[0].get("fields", {}).get("filter", ()))
-    if weights and _coded_bytes(best) < FILTER_SHARE * weights * FILTER_WEIGHT_BYTES:
-        e_0, plain = _reach_psnr(lambda v: code(v, post=False), e, code(e, post=False), target, integer, measure)
-        if _coded_bytes(plain) <= _coded_bytes(best) and measure(plain[2]) >= min(target, measure(best[2])):
-            e_1, best = e_0, plain
-    return best + (e_1,)
+    guess e, whose coding is ``coded``. Where the filter's weights would weigh against the
+    streams of that first coding (over 1/FILTER_SHARE of them), the search is made without
+    the filter: the first guess is tighter than the bound found, so this errs towards
+    keeping the filter, which costs at most its weights."""
+    weights = len(coded[0].get("fields", {}).get("filter", ()))
+    if weights and _coded_bytes(coded) < FILTER_SHARE * weights * FILTER_WEIGHT_BYTES:
+        code = functools.partial(code, post=False)
+        coded = code(e)
+    e, best = _reach_psnr(code, e, coded, target, integer, measure)
+    return best + (e,)
 
 
 FILTER_WEIGHT_BYTES = interp.FIT_COST // 8  # what a weight of the filter costs in the JSON record

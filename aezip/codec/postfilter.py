@@ -30,6 +30,8 @@ import numpy as np
 from .interp import FIT_LIMIT, FIT_SCALE
 
 BLOCK_VALUES = 1 << 16  # values per block of rows: the features of a block stay small in memory
+FIT_VALUES = 1 << 18  # the weights are fitted on about this many values, in evenly spaced blocks of rows
+FIT_BLOCKS = 64  # ... in at least this many blocks when subsampled
 REACH_1D = 3  # a 1-D array's taps: the three neighbours on each side
 
 
@@ -56,12 +58,13 @@ def _reach(ndim: int) -> int:
     return max(max(abs(v) for v in o) for o in taps(ndim))
 
 
-def _blocks(f: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
-    """(start, stop, padded) for blocks of rows along axis 0: ``padded`` holds those rows
-    with the taps' reach on every side, indices clamped to the array."""
+def _blocks(f: np.ndarray, values: int = BLOCK_VALUES, every: int = 1) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(start, stop, padded) for blocks of about ``values`` values in whole rows along
+    axis 0, every ``every``-th block: ``padded`` holds those rows with the taps' reach on
+    every side, indices clamped to the array."""
     r = _reach(f.ndim)
-    rows = max(1, BLOCK_VALUES // max(1, math.prod(f.shape[1:])))
-    for a in range(0, f.shape[0], rows):
+    rows = max(1, values // max(1, math.prod(f.shape[1:])))
+    for a in range(0, f.shape[0], rows * every):
         b = min(f.shape[0], a + rows)
         idx = np.clip(np.arange(a - r, b + r), 0, f.shape[0] - 1)
         yield a, b, np.pad(f[idx], [(0, 0)] + [(r, r)] * (f.ndim - 1), mode="edge")
@@ -79,10 +82,14 @@ def _differences(padded: np.ndarray, ndim: int) -> Iterator[np.ndarray]:
 def fit(x: np.ndarray, f: np.ndarray) -> list[int] | None:
     """The weights w that minimise sum (x - f - sum_j w_j (f[n + o_j] - f[n]))^2 (the
     unclipped filter's squared error), as integers in units of 1/FIT_SCALE (as the
-    interpolation's fitted weights), or None when the system is degenerate or they round to 0."""
+    interpolation's fitted weights), or None when the system is degenerate or they round to 0.
+    Fitted on FIT_VALUES values or so, in FIT_BLOCKS blocks of rows spread over the array."""
     m = len(taps(f.ndim))
     gram, rhs = np.zeros((m, m)), np.zeros(m)
-    for a, b, padded in _blocks(f):
+    sampled = f.size > FIT_VALUES
+    size = FIT_VALUES // FIT_BLOCKS if sampled else BLOCK_VALUES
+    every = max(1, f.size // FIT_VALUES) if sampled else 1
+    for a, b, padded in _blocks(f, size, every):
         d = np.stack([v.reshape(-1) for v in _differences(padded, f.ndim)], axis=1)
         t = (x[a:b] - f[a:b]).reshape(-1)
         gram += d.T @ d
