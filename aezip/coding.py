@@ -335,12 +335,13 @@ def _reach_psnr(code, e: float, coded: tuple, target: float, integer: bool, meas
     tightest that does not; it stops within PSNR_SLACK dB above the target."""
     best = None
     ok = short = None  # (log E, PSNR) of the loosest bound reaching the target, of the tightest missing it
-    tried = set()
+    tried, points = set(), []
     for i in range(PSNR_TRIES):
         tried.add(e)
         p = measure(coded[2])
         p = math.inf if p is None else p
         log_e = math.log(e) if e > 0 else -math.inf  # integer data: 0 is lossless
+        points.append((log_e, p))
         if p >= target:
             if best is None or _coded_bytes(coded) < _coded_bytes(best[1]):
                 best = (e, coded)
@@ -354,15 +355,34 @@ def _reach_psnr(code, e: float, coded: tuple, target: float, integer: bool, meas
         if ok is not None and short is not None and math.isfinite(ok[1]):
             t = min(0.9, max(0.1, (aim - ok[1]) / (short[1] - ok[1])))
             e_next = math.exp(ok[0] + t * (short[0] - ok[0]))
-        elif short is not None:  # tighten: about 20 dB per decade of the bound
-            e_next = math.exp(short[0]) * 10 ** (-(aim - short[1]) / 20)
+        elif short is not None:  # tighten
+            e_next = math.exp(short[0] - _log_step(points, short, aim - short[1], target, False))
+        elif math.isinf(ok[1]):  # exact: loosen four times
+            e_next = math.exp(ok[0]) * 4.0
         else:  # loosen
-            e_next = math.exp(ok[0]) * (4.0 if math.isinf(ok[1]) else 10 ** ((ok[1] - aim) / 20))
+            e_next = math.exp(ok[0] + _log_step(points, ok, ok[1] - aim, target, True))
         e_next = float(math.floor(e_next)) if integer else e_next
         if e_next in tried or e_next <= 0:
             break
         e, coded = e_next, code(e_next)
     return best if best is not None else (e, coded)
+
+
+PSNR_SLOPE = 20.0  # dB per decade of the bound assumed before two codings on one side give a slope
+
+
+def _log_step(points: list, ref: tuple, gap: float, target: float, reached: bool) -> float:
+    """How far to move log(E) from ``ref`` to cover ``gap`` dB while every coding so far is on
+    one side of the target (``reached``): at PSNR_SLOPE dB per decade, or at the slope of the
+    two codings nearest the target when that is shallower (fields whose PSNR falls slowly
+    with the bound), at most a factor 4."""
+    step = gap / PSNR_SLOPE * math.log(10)
+    side = sorted(q for q in points if (q[1] >= target) == reached and math.isfinite(q[0]) and math.isfinite(q[1]))
+    if len(side) >= 2:
+        a, b = side[-2:] if reached else side[:2]
+        if b[0] > a[0] and b[1] < a[1]:
+            step = max(step, gap * (b[0] - a[0]) / (a[1] - b[1]))
+    return min(step, math.log(4.0))
 
 
 def _search(code, e: float, coded: tuple, target: float, integer: bool, measure) -> tuple:

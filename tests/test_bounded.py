@@ -271,7 +271,9 @@ FILTERED = (sample_field((200, 180), seed=21) * 3).astype(np.float32)  # --psnr 
 
 @pytest.mark.parametrize("x, target", [
     (FILTERED, 45),
-    (np.rint(np.cumsum(np.random.default_rng(22).normal(size=200000)) * 20).astype(np.int16), 45),  # a random walk
+    # a random walk with noise
+    (np.rint(np.cumsum(np.random.default_rng(22).normal(size=200000)) * 20
+             + np.random.default_rng(1).normal(size=200000) * 30).astype(np.int16), 45),
     # values at the ends of uint8: the filter must not push a decoded value past them
     (np.clip(np.rint(sample_field((120, 100), seed=23) * 120 + 128), 0, 255).astype(np.uint8), 38),
     (sample_field((30, 28, 26), seed=24).astype(np.float64), 45),
@@ -307,7 +309,8 @@ def test_post_filter_is_left_out_where_its_weights_outweigh_it(tmp_path, monkeyp
     r = aezip.compress(x, str(tmp_path / "x.aez"), psnr=45)
     monkeypatch.setattr(coding, "PSNR_FILTER", False)
     plain = aezip.compress(x, str(tmp_path / "plain.aez"), psnr=45)
-    assert r.psnr >= 45 and r.compressed_bytes <= plain.compressed_bytes
+    assert r.psnr >= 45 and not aezip.info(str(tmp_path / "x.aez")).arrays[0].codec.filter
+    assert r.stream_bytes == plain.stream_bytes  # the file sizes may differ by the digits of the seconds taken
 
 
 def test_post_filter_only_in_psnr_mode(tmp_path):
