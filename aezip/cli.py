@@ -286,8 +286,7 @@ def _filter(e) -> dict | None:
         return None
     from .codec import postfilter
 
-    integer = e.codec.integer or e.dtype.startswith(("int", "uint"))
-    return {"weights": e.codec.filter, "clip": postfilter.clip(e.codec.bound, integer)}
+    return {"weights": e.codec.filter, "clip": postfilter.clip(e.codec.bound, e.integer_coded)}
 
 
 def _filter_text(e: dict) -> str:

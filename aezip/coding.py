@@ -591,7 +591,7 @@ def _bounded_back(entry: ArrayEntry, models: Models, refs) -> np.ndarray:
                            escapes=c.residual_escapes, radii=list(c.radii), levels=c.levels, predictors=list(c.predictors),
                            order=c.interpolation, weights=list(c.weights), coarse=tuple(c.coarse),
                            exact=entry.streams.get("exact", np.zeros(0)).astype(np.float64))
-    integer = c.integer or np.dtype(entry.dtype).kind in "iu"
+    integer = entry.integer_coded
     f_hat = bounded.decode(res, entry.part_shape, c.bound, integer=integer, base=base)
     if c.filter:
         try:

@@ -32,16 +32,6 @@ from aezip.codec import postfilter  # noqa: E402
 ARRAYS = ("synth_grf_k3_2d", "synth_fronts_2d", "mpl_jacksboro_dem_2d", "skimage_camera_2d")
 
 
-def taps_of(f: np.ndarray) -> np.ndarray:
-    """(values, taps): f[n + o] - f[n] for every tap o, indices clamped to the array."""
-    idx = np.indices(f.shape)
-    cols = []
-    for o in postfilter.taps(f.ndim):
-        shifted = tuple(np.clip(idx[k] + o[k], 0, f.shape[k] - 1) for k in range(f.ndim))
-        cols.append((f[shifted] - f).reshape(-1))
-    return np.stack(cols, axis=1)
-
-
 def learned(x: np.ndarray, tmp: str) -> tuple[np.ndarray, int]:
     """The plain learned mode's reconstruction of x and its container's size."""
     p = os.path.join(tmp, "learned.aez")
@@ -75,7 +65,7 @@ def main() -> None:
                 err = t - columns @ w
                 return 10 * np.log10(vrange**2 / np.mean(err**2))
 
-            d = taps_of(f)
+            d = postfilter.differences(f)
             x_m, latent_bytes = learned(x, tmp)
             x_mf, _ = learned(f, tmp)
             row = [psnr_after(d), psnr_after(np.column_stack([d, (x_m - f).reshape(-1)])),

@@ -269,6 +269,21 @@ def test_post_filter_takes_back_error_within_its_clip():
 FILTERED = (sample_field((200, 180), seed=21) * 3).astype(np.float32)  # --psnr 45 filters it
 
 
+def test_post_filter_taps_follow_the_spec():
+    """The differences the filter weighs are f[n + o_j] - f[n], taps in lexicographic order
+    (-3..3 in 1-D), indices clamped to the array (format v4 §2)."""
+    from aezip.codec import postfilter
+
+    assert postfilter.taps(1) == [(-3,), (-2,), (-1,), (1,), (2,), (3,)]
+    assert postfilter.taps(2)[:3] == [(-1, -1), (-1, 0), (-1, 1)] and len(postfilter.taps(3)) == 26
+    for shape in ((7,), (5, 4), (3, 4, 2)):
+        f = np.random.default_rng(len(shape)).normal(size=shape)
+        idx = np.indices(shape)
+        expected = [(f[tuple(np.clip(idx[k] + o[k], 0, shape[k] - 1) for k in range(len(shape)))] - f).reshape(-1)
+                    for o in postfilter.taps(len(shape))]
+        assert np.array_equal(postfilter.differences(f), np.stack(expected, axis=1))
+
+
 @pytest.mark.parametrize("x, target", [
     (FILTERED, 45),
     # a random walk with noise

@@ -79,6 +79,13 @@ def _differences(padded: np.ndarray, ndim: int) -> Iterator[np.ndarray]:
         yield padded[tuple(slice(reach + v, n - reach + v) for v, n in zip(o, padded.shape))] - centre
 
 
+def differences(f: np.ndarray) -> np.ndarray:
+    """(values, taps): f[n + o_j] - f[n] for every value n (C order) and tap j, as the
+    filter sees them (for analysis; :func:`fit` and :func:`apply` go block by block)."""
+    return np.concatenate([np.stack([v.reshape(-1) for v in _differences(padded, f.ndim)], axis=1)
+                           for _, _, padded in _blocks(f)])
+
+
 def fit(x: np.ndarray, f: np.ndarray) -> list[int] | None:
     """The weights w that minimise sum (x - f - sum_j w_j (f[n + o_j] - f[n]))^2 (the
     unclipped filter's squared error), as integers in units of 1/FIT_SCALE (as the

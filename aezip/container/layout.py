@@ -322,6 +322,12 @@ class ArrayEntry:
         return math.prod(shape[: len(shape) - c.ndim]) * math.prod(-(-n // c.tile) for n in spatial)
 
     @property
+    def integer_coded(self) -> bool:
+        """Whether bounded coding ran on integers (an integer dtype, or floats holding
+        integers: codec ``integer``), with step 2 floor(bound) + 1."""
+        return self.codec.integer or np.dtype(self.dtype).kind in "iu"
+
+    @property
     def size(self) -> int:
         """Number of values this entry codes."""
         return int(np.prod(self.part_shape, dtype=np.int64))
