@@ -100,7 +100,7 @@ def compress(data: np.ndarray | str, output: str | None = None, *, model: str | 
         raise UsageError(f"--fit-steps must be at least 1, got {fit_steps}")
     if memory < 1 << 20:
         raise UsageError(f"--memory must be at least 1 MB, got {memory} bytes")
-    models = Models(model, device)  # imports torch: process start-up, not compression time
+    models = Models(model, device)  # no torch until a network runs
     t0 = time.perf_counter()
     if isinstance(data, np.ndarray):
         if output is None:
@@ -176,7 +176,7 @@ def decompress(path: str, output: str | None = None, *, model: str | None = None
     ``region``: one (start, stop) per axis; only that part is decoded (and only the slabs
     it touches), and returned, measured and written.
     """
-    models = Models(model, device)  # imports torch: process start-up, not decompression time
+    models = Models(model, device)  # no torch until a network runs
     t0 = time.perf_counter()
     c = read_container(path, streams="root")  # array streams are read entry by entry, when decoded
     file_bytes = os.path.getsize(path)

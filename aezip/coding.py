@@ -34,6 +34,7 @@ from .metrics import Quality, abs_error_ratio, max_error_ratio, psnr, valid_mask
 
 INT_LIMIT = 2**53  # integers beyond this are not exact in float64
 DRIFT = 2.0**-16  # allowed drift of the network's output between machines, relative to the half range
+DEVICES = ("auto", "cpu", "cuda")
 
 
 class PredictionDriftWarning(UserWarning):
@@ -44,18 +45,40 @@ class Models:
     """The models a container uses, loaded once each, listed in order of first use."""
 
     def __init__(self, spec: str | None, device: str):
-        from .model import load_model, resolve_device
-
-        self._load, self.spec = load_model, spec
-        self.device = resolve_device(device)
+        if device not in DEVICES:
+            raise UsageError(f"unknown device {device!r}; use auto, cpu or cuda")
+        self.spec, self._device = spec, device
         self.embedded: bytes | None = None  # a model file carried by the container being decoded
         self.refs: list[ModelRef] = []
         self._by_ndim: dict[int, object] = {}
 
+    @property
+    def device(self) -> str:
+        """The device the networks run on, resolved (which imports torch) when one first runs."""
+        if self._device == "auto" or self._device == "cuda":
+            from .model import resolve_device
+
+            self._device = resolve_device(self._device)
+        return self._device
+
+    def _load(self, spec: str | None, **how):
+        from .model import load_model  # torch: only when a network is to run
+
+        return load_model(spec, device=self.device, **how)
+
     def for_ndim(self, d: int):
         if d not in self._by_ndim:
-            self._by_ndim[d] = self._load(self.spec, ndim=d, device=self.device)
+            self._by_ndim[d] = self._load(self.spec, ndim=d)
         return self._by_ndim[d]
+
+    def summary(self, d: int) -> dict:
+        """The training summary of the model for ``d`` spatial axes, read from its header
+        while it is not loaded (no torch)."""
+        if d in self._by_ndim:
+            return self._by_ndim[d].summary
+        from .model import model_header
+
+        return model_header(self.spec, ndim=d)["summary"]
 
     def fit_to(self, d: int, arrays, steps: int, version: str, report=None) -> None:
         """Replace the model for ``d`` spatial axes by one fine-tuned on ``arrays``; the
@@ -63,7 +86,7 @@ class Models:
         from .model.fit import fit
 
         self.embedded = fit(self.for_ndim(d), arrays, steps=steps, version=version, report=report)
-        self._by_ndim[d] = self._load(None, embedded=self.embedded, device=self.device)
+        self._by_ndim[d] = self._load(None, embedded=self.embedded)
 
     def use(self, model) -> int:
         """Index of ``model`` in the container's model list, adding it on first use."""
@@ -74,7 +97,7 @@ class Models:
         return ids.index(model.id)
 
     def for_ref(self, ref: ModelRef):
-        return self._load(self.spec, model_id=ref.id, embedded=self.embedded, device=self.device)
+        return self._load(self.spec, model_id=ref.id, embedded=self.embedded)
 
 
 def check_dtype(x: np.ndarray, name: str) -> None:
@@ -205,11 +228,11 @@ def _cast(x_hat: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return x_hat.astype(dtype)
 
 
-def _model_may_pay(model, e: float, scale: float) -> bool:
+def _model_may_pay(summary: dict, e: float, scale: float) -> bool:
     """Whether the model's prediction can pay anywhere: not when its typical error (from
-    its validation PSNR on [-1, 1] tiles) is many times the bound, for then x - prediction
-    is rougher than x and interpolates worse."""
-    rms = 2.0 * 10 ** (-float(model.summary.get("val_psnr_normalized", 0.0)) / 20) * scale
+    its validation PSNR on [-1, 1] tiles, in its ``summary``) is many times the bound, for
+    then x - prediction is rougher than x and interpolates worse."""
+    rms = 2.0 * 10 ** (-float(summary.get("val_psnr_normalized", 0.0)) / 20) * scale
     return rms <= 4 * e
 
 
@@ -435,7 +458,7 @@ def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bou
         model_too = models is not None and not integer and bound.mode != "pw_rel"
         if model_too:
             scale = Normalization.fit(x).scale
-            model_too = e > 8 * DRIFT * scale and _model_may_pay(models.for_ndim(d), e, scale)
+            model_too = e > 8 * DRIFT * scale and _model_may_pay(models.summary(d), e, scale)
         res, f_hat = bounded.encode(field, e, dtype=out_dtype, integer=integer, exact_where=exact_where,
                                     bits=model_too, coarse=coarse)
         hybrid = _with_model(x, d, models, name, field, e, out_dtype, res, learned, coarse) if model_too else None

@@ -13,11 +13,13 @@ import functools
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ModelError, ModelMismatchError
-from .arch import ArchConfig
-from .runtime import Model
 from .store import read_header, read_model
+
+if TYPE_CHECKING:
+    from .runtime import Model
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 
@@ -92,6 +94,13 @@ def find_model(spec: str | None = None, *, ndim: int | None = None, model_id: st
     return str(BUILTIN_DIR / f"{name}.h5")
 
 
+def model_header(spec: str | None = None, *, ndim: int | None = None) -> dict:
+    """The header (name, id, summary, config) of the model :func:`find_model` finds,
+    without its tensors and without torch."""
+    p = Path(find_model(spec, ndim=ndim))
+    return _header(str(p.resolve()), p.stat().st_mtime)
+
+
 def _load(path_or_bytes: str | bytes, device: str) -> Model:
     """A model from a file or bytes; a file is read again when it changed on disk."""
     if isinstance(path_or_bytes, bytes):
@@ -102,6 +111,9 @@ def _load(path_or_bytes: str | bytes, device: str) -> Model:
 
 @functools.lru_cache(maxsize=8)
 def _read(path_or_bytes: str | bytes, device: str, version: tuple | None) -> Model:
+    from .arch import ArchConfig  # torch: only when a network is to run
+    from .runtime import Model
+
     header, tensors, tables, config = read_model(path_or_bytes)
     return Model(
         name=header["name"], id=header["id"], config=ArchConfig.from_dict(config), tensors=tensors,
