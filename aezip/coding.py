@@ -33,6 +33,7 @@ from .errors import ChecksumError, ContainerError, UnsupportedDataError, UsageEr
 from .metrics import Quality, abs_error_ratio, max_error_ratio, psnr, valid_mask, value_range
 
 INT_LIMIT = 2**53  # integers beyond this are not exact in float64
+FLOAT_MAX = float(np.finfo(np.float64).max)  # the figure of a value range beyond float64 (stored exactly)
 DRIFT = 2.0**-16  # allowed drift of the network's output between machines, relative to the half range
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -528,9 +529,9 @@ def encode_array(x: np.ndarray, name: str, models: Models | None, ndim: int | No
     own_range = value_range(x, valid)
     vrange = own_range if vrange is None else vrange
     figure_bound = None
-    if own_range == 0:
-        codec, streams, x_hat = CodecParams(storage="constant", offset=float(x_f.reshape(-1)[0])), {}, None
-        x_hat = np.full(x.shape, codec.offset)
+    if own_range == 0:  # the first valid value: x_f's fill, a mean, may differ from it in the last bit
+        value = float(x.reshape(-1)[np.argmax(valid.reshape(-1))])
+        codec, streams, x_hat = CodecParams(storage="constant", offset=value), {}, np.full(x.shape, value)
         figure_bound = _exact_bound(bound)
     elif not math.isfinite(vrange * vrange):  # squared errors would overflow float64: kept exactly
         if bound is not None and bound.mode != "pw_rel":
@@ -558,7 +559,7 @@ def encode_array(x: np.ndarray, name: str, models: Models | None, ndim: int | No
         ratio = max_error_ratio(x, x_hat, figure_bound, kind, valid)
     figures = Figures(
         original_bytes=int(x.nbytes), coded_bytes=int(sum(s.nbytes for s in streams.values())), mse=q.mse,
-        psnr=q.psnr, max_abs_error=q.max_abs_error, value_range=vrange, seconds=round(time.perf_counter() - t0, 6),
+        psnr=q.psnr, max_abs_error=q.max_abs_error, value_range=min(vrange, FLOAT_MAX), seconds=round(time.perf_counter() - t0, 6),
         bound=figure_bound, bound_kind=kind,
         max_error_ratio=ratio,
         invalid_values=int(x.size - np.count_nonzero(valid)),

@@ -1,5 +1,6 @@
 """Error-bounded modes: the bound holds on every value, whatever the data and the machine."""
 
+import json
 import os
 
 import numpy as np
@@ -717,3 +718,27 @@ def test_extreme_float_values_keep_the_bound(case, mode, tmp_path):
         assert np.all(d <= mode["pw_rel"] * np.abs(x.astype(np.float64)))
     else:
         assert np.all(d <= r.bound)
+
+
+MODES = [{}, {"abs": 1e-3}, {"rel": 1e-3}, {"psnr": 40.0}, {"pw_rel": 1e-2}]
+
+
+@pytest.mark.parametrize("mode", MODES, ids=str)
+@pytest.mark.parametrize("case", ["range beyond float64", "constant with NaN", "constant with Inf",
+                                  "constant with NaN and -Inf"])
+def test_real_data_that_once_crashed_compress(case, mode, tmp_path):
+    """A value range that overflows float64 (kept exactly), and a constant whose NaN or Inf
+    made the mean fill differ from it in the last bit (its PSNR came out -inf, which the
+    JSON record cannot hold): every mode stores them exactly."""
+    x = {"range beyond float64": np.array([1e308, -1e308, 0.0]),
+         "constant with NaN": np.array([np.nan] + [-918052.9521276106] * 14),
+         "constant with Inf": np.array([np.inf] + [0.1] * 14, np.float32),
+         "constant with NaN and -Inf": np.array([3.3, np.nan, -np.inf] * 5)}[case]
+    p = str(tmp_path / "x.aez")
+    r = aezip.compress(x, p, **mode)
+    x_hat, r2 = aezip.decompress(p, write=False, original=x)
+    assert r.storage == ("raw" if case.startswith("range") else "constant")
+    np.testing.assert_array_equal(x_hat, x)
+    assert x_hat.dtype == x.dtype
+    assert r.psnr is None and r.max_abs_error == 0 and r2.measured.max_abs_error == 0
+    json.dumps(r.to_json(), allow_nan=False)
