@@ -10,7 +10,8 @@ bounded   --abs/--rel/--psnr/--pw-rel, integers   residuals, exact (+ latents wh
                                                   when on some tiles only; + signs,
                                                   zeros in pw_rel)
 Values that are not data, in any storage: NaN, Inf and declared fill values go to
-"mask" (packed bits) and "masked_values", exactly; they never reach a predictor.
+"mask_runs" (codec.mask: run lengths and a palette of their bit patterns, format version 5;
+earlier files: "mask", packed bits, and "masked_values"), exactly; they never reach a predictor.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import zlib
 import numpy as np
 
 from . import progress
-from .codec import adaptive, bounded, entropy, interp, postfilter
+from .codec import adaptive, bounded, entropy, interp, mask, postfilter
 from .codec.normalize import Normalization
 from .codec.tile import spread, tile, tile_sums, untile
 from .container import ArrayEntry, CodecParams, Figures, ModelRef
@@ -440,7 +441,7 @@ def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bou
     streams: dict[str, np.ndarray] = {}
     exact_where = None
     if bound.mode == "pw_rel":
-        field, e, negative, zero = bounded.pw_forward(xd, bound.value)
+        field, e, negative, zero = bounded.pw_forward(xd, bound.value, integer)
         exact_where = bounded.pw_exact(xd, bound.value, x.dtype)
         if negative.any():
             streams["signs"] = np.packbits(negative.reshape(-1))
@@ -544,8 +545,7 @@ def encode_array(x: np.ndarray, name: str, models: Models | None, ndim: int | No
         codec, streams, x_hat, figure_bound = _bounded(x_f, d, models, name, bound, vrange)
     x_hat = _cast(x_hat, x.dtype)
     if not valid.all():
-        streams["mask"] = np.packbits(~valid.reshape(-1))
-        streams["masked_values"] = x[~valid]
+        streams["mask_runs"] = np.frombuffer(mask.encode(x, valid), np.uint8)
         x_hat[~valid] = x[~valid]
     if fill_values:
         codec = dataclasses.replace(codec, fill_values=list(fill_values))
@@ -584,13 +584,30 @@ def decode_array(entry: ArrayEntry, models: Models, refs) -> np.ndarray:
     else:
         x_hat = _bounded_back(entry, models, refs)
     x_hat = _cast(x_hat, dtype)
-    if "mask" in entry.streams:
-        mask = np.unpackbits(entry.streams["mask"], count=entry.size).astype(bool).reshape(entry.part_shape)
-        values = entry.streams.get("masked_values", np.zeros(0))
-        if values.size != int(mask.sum()):
-            raise ContainerError(f"array {entry.name!r}: masked values do not match their mask; the container is corrupted")
-        x_hat[mask] = values
+    invalid, values = _invalid(entry)
+    if invalid is not None:
+        x_hat[invalid] = values
     return x_hat
+
+
+def _invalid(entry: ArrayEntry) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Where an entry's values that are not data are, and those values (None, None: nowhere):
+    stream "mask_runs" (format version 5) or "mask" and "masked_values" (earlier)."""
+    if "mask_runs" in entry.streams:
+        try:
+            return mask.decode(entry.streams["mask_runs"].tobytes(), entry.part_shape, entry.dtype)
+        except ContainerError as err:
+            raise ContainerError(f"array {entry.name!r}: {err}") from None
+    if "mask" not in entry.streams:
+        return None, None
+    bits = entry.streams["mask"]
+    if bits.dtype != np.uint8 or bits.size != (entry.size + 7) // 8:
+        raise ContainerError(f"array {entry.name!r}: its mask has the wrong length; the container is corrupted")
+    invalid = np.unpackbits(bits, count=entry.size).astype(bool).reshape(entry.part_shape)
+    values = entry.streams.get("masked_values", np.zeros(0))
+    if values.size != int(invalid.sum()):
+        raise ContainerError(f"array {entry.name!r}: masked values do not match their mask; the container is corrupted")
+    return invalid, values
 
 
 def _tile_flags(entry: ArrayEntry) -> np.ndarray:

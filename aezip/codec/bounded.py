@@ -172,8 +172,11 @@ def decode(res: Residual, shape: tuple[int, ...], e: float, *, integer: bool,
     return r_hat if base is None else base + r_hat
 
 
-def pw_forward(x: np.ndarray, r: float) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
-    """Point-wise relative mode: (log2|x| with zeros filled, its absolute bound, sign bits, zero mask)."""
+def pw_forward(x: np.ndarray, r: float, integer: bool = False) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """Point-wise relative mode: (log2|x| with zeros filled, its absolute bound, sign bits,
+    zero mask). On integers (``integer``) the bound is log2(1 + r/2): a value x̂ within r|x|/2
+    of x rounds to an integer within r|x| of it (within 0 when r|x| < 1, else floor(r|x|) +
+    1/2 > r|x|/2), where one within r|x| could round past the bound."""
     if r <= PW_SLACK * 4 or r >= 1:
         raise UsageError(f"--pw-rel must lie between {PW_SLACK * 4:.1g} and 1, got {r:g}")
     zero = x == 0
@@ -181,16 +184,18 @@ def pw_forward(x: np.ndarray, r: float) -> tuple[np.ndarray, float, np.ndarray, 
     y = np.log2(np.where(zero, 1.0, magnitude))
     if zero.any() and (~zero).any():
         y[zero] = float(np.min(y[~zero]))
-    return y, math.log2(1 + r) - PW_SLACK, np.signbit(x), zero
+    return y, math.log2(1 + (r / 2 if integer else r)) - PW_SLACK, np.signbit(x), zero
 
 
 def pw_exact(x: np.ndarray, r: float, dtype) -> np.ndarray:
     """Where the point-wise relative mode stores values exactly: values of a float ``dtype``
-    too small to be normal (their rounding is coarser than the bound allows) or so large
-    that a value within the bound could overflow."""
-    info = np.finfo(dtype) if np.dtype(dtype).kind == "f" else np.finfo(np.float64)
+    too small to be normal (their rounding is coarser than the bound allows), and values
+    so large that one within the bound could lie beyond the dtype (float or integer)."""
+    kind = np.dtype(dtype).kind
+    info = np.finfo(dtype) if kind == "f" else np.finfo(np.float64)
+    limit = float(np.iinfo(dtype).max) if kind in "iu" else float(info.max)
     magnitude = np.abs(x)
-    return ((magnitude < info.tiny) & (magnitude > 0)) | (magnitude * (1 + 2 * r) >= float(info.max))
+    return ((magnitude < info.tiny) & (magnitude > 0)) | (magnitude * (1 + 2 * r) >= limit)
 
 
 def pw_inverse(y_hat: np.ndarray, negative: np.ndarray, zero: np.ndarray) -> np.ndarray:
