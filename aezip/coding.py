@@ -10,7 +10,7 @@ bounded   --abs/--rel/--psnr/--pw-rel, integers   residuals, exact (+ latents wh
                                                   when on some tiles only; + signs,
                                                   zeros in pw_rel)
 Values that are not data, in any storage: NaN, Inf and declared fill values go to
-"mask_runs" (codec.mask: run lengths and a palette of their bit patterns, format version 5;
+"nodata" (codec.mask: run lengths and a palette of their bit patterns, format version 5;
 earlier files: "mask", packed bits, and "masked_values"), exactly; they never reach a predictor.
 """
 
@@ -545,7 +545,7 @@ def encode_array(x: np.ndarray, name: str, models: Models | None, ndim: int | No
         codec, streams, x_hat, figure_bound = _bounded(x_f, d, models, name, bound, vrange)
     x_hat = _cast(x_hat, x.dtype)
     if not valid.all():
-        streams["mask_runs"] = np.frombuffer(mask.encode(x, valid), np.uint8)
+        streams["nodata"] = np.frombuffer(mask.encode(x, valid), np.uint8)
         x_hat[~valid] = x[~valid]
     if fill_values:
         codec = dataclasses.replace(codec, fill_values=list(fill_values))
@@ -592,10 +592,10 @@ def decode_array(entry: ArrayEntry, models: Models, refs) -> np.ndarray:
 
 def _invalid(entry: ArrayEntry) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Where an entry's values that are not data are, and those values (None, None: nowhere):
-    stream "mask_runs" (format version 5) or "mask" and "masked_values" (earlier)."""
-    if "mask_runs" in entry.streams:
+    stream "nodata" (format version 5) or "mask" and "masked_values" (earlier)."""
+    if "nodata" in entry.streams:
         try:
-            return mask.decode(entry.streams["mask_runs"].tobytes(), entry.part_shape, entry.dtype)
+            return mask.decode(entry.streams["nodata"].tobytes(), entry.part_shape, entry.dtype)
         except ContainerError as err:
             raise ContainerError(f"array {entry.name!r}: {err}") from None
     if "mask" not in entry.streams:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ContainerError, UnsupportedDataError, UsageError
-from . import adaptive, interp
+from . import adaptive, interp, mask
 
 MODES = ("abs", "rel", "psnr", "pw_rel")
 PW_SLACK = 2.0**-20  # taken off log2(1 + R): covers float32 rounding and exp2's last bit
@@ -58,16 +58,13 @@ def absolute_bound(bound: Bound, value_range: float, integer: bool) -> float:
 
 
 def fill_invalid(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """x with its invalid values (NaN, Inf, declared fill values) replaced by the mean of the
-    valid ones, so that they never reach a predictor or the network; they are stored apart."""
+    """x with its invalid values (NaN, Inf, declared fill values) replaced by smooth stand-ins
+    (mask.fill), so that they never reach a predictor or the network; they are stored apart."""
     if valid.all():
         return x
     if not valid.any():
         raise UnsupportedDataError("the array has no finite value that is not a fill value; there is nothing to compress")
-    fill = np.mean(x[valid], dtype=np.float64)
-    if x.dtype.kind in "iu":
-        fill = np.rint(fill)
-    return np.where(valid, x, fill).astype(x.dtype)
+    return mask.fill(x, valid).astype(x.dtype)
 
 
 @dataclass(frozen=True, kw_only=True)
