@@ -200,6 +200,8 @@ def decompress(path: str, output: str | None = None, *, model: str | None = None
         if streaming:  # slab by slab into the output file: the array is never whole in memory
             with aeio.array_output(output, kind, e.name, shape, e.dtype, e.order, e.byteorder, force=force) as out:
                 measured, ratio = slabs.decode_into(g, out, models, c.models, box, ref, _workers(threads))
+    if c.skeleton is not None:  # before anything is written: a forged skeleton could reach outside the output
+        aeio.check_skeleton(c.skeleton)
             results.append(aeio.open_written(output, kind, shape, e.dtype, e.byteorder))
         else:
             out = np.empty(shape, dtype=np.dtype(e.dtype))

@@ -229,8 +229,12 @@ def _cmd_verify(a) -> dict:
 
     r = api.verify(a.input, model=a.model, device=a.device)
     if not a.quiet and not a.json:
-        print(f"{a.input}: OK ({len(r.arrays) or 1} array(s), every checksum verified, decoded without writing)")
-    return {"input": a.input, "ok": True, "arrays": len(r.arrays) or 1}
+        version = api.info(a.input).format_version
+        what = "every checksum verified" if version >= CHECKSUMMED_SINCE else \
+            f"every stream checksum verified, records not checksummed (format {version})"
+        print(f"{a.input}: OK ({len(r.arrays) or 1} array(s), {what}, decoded without writing)")
+    checked = api.info(a.input).format_version >= CHECKSUMMED_SINCE
+    return {"input": a.input, "ok": True, "arrays": len(r.arrays) or 1, "records_checksummed": checked}
 
 
 def _cmd_info(a) -> dict:
@@ -245,6 +249,7 @@ def _cmd_info(a) -> dict:
         "arrays": [{"name": e.name, "shape": list(e.shape), "dtype": e.dtype, "storage": e.codec.storage,
                     "slab": list(e.slab) if e.slab is not None else None, "mode": e.codec.mode or None,
                     "interpolation": e.codec.interpolation if e.codec.storage == "bounded" else None,
+    from .container.layout import CHECKSUMMED_SINCE
                     "coarse": e.codec.coarse or None, "filter": _filter(e),
                     "coded_within": e.codec.bound if e.codec.storage == "bounded" else None,
                     "model_tiles": ([int(e.codec.latent_shape[0]), e.tiles]

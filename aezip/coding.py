@@ -628,7 +628,7 @@ def _bounded_back(entry: ArrayEntry, models: Models, refs) -> np.ndarray:
         if c.base_check and not np.allclose(check, c.base_check, rtol=1e-5, atol=c.margin * base.size):
             warnings.warn(f"array {entry.name!r}: the model's prediction differs from the encoder's by more than "
                           "aezip allows; the error bound may not hold on this machine", PredictionDriftWarning)
-    res = bounded.Residual(stream=entry.streams.get("residuals", np.zeros(0, np.uint8)).tobytes(),
+    res = bounded.Residual(stream=_required(entry, "residuals").tobytes(),
                            escapes=c.residual_escapes, radii=list(c.radii), levels=c.levels, predictors=list(c.predictors),
                            order=c.interpolation, weights=list(c.weights), coarse=tuple(c.coarse),
                            exact=entry.streams.get("exact", np.zeros(0)).astype(np.float64))
@@ -648,3 +648,16 @@ def _bounded_back(entry: ArrayEntry, models: Models, refs) -> np.ndarray:
         return np.zeros(entry.part_shape, bool) if s is None else np.unpackbits(s, count=n).astype(bool).reshape(entry.part_shape)
 
     return bounded.pw_inverse(f_hat, bits("signs"), bits("zeros"))
+def _required(entry: ArrayEntry, key: str, dtype=np.uint8) -> np.ndarray:
+    """Stream ``key`` of an entry whose storage needs it: a missing one is an error, never
+    an empty stream."""
+    s = entry.streams.get(key)
+    if s is None or s.dtype != dtype:
+        raise ContainerError(f"array {entry.name!r}: its {key!r} stream is missing or of the wrong type; "
+                             "the container is corrupted")
+    return s
+
+
+        if s is not None and (s.dtype != np.uint8 or s.size != (n + 7) // 8):
+            raise ContainerError(f"array {entry.name!r}: its {key} stream has the wrong type or length; "
+                                 "the container is corrupted")

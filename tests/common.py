@@ -26,9 +26,20 @@ def check_roundtrip(x: np.ndarray, x_hat: np.ndarray, report) -> None:
     check_quality(x, x_hat, report)
 
 
+def set_record(attrs, key: str, text: bytes) -> None:
+    """Store a JSON record attribute as a forger would: with its checksum (format v5 §1)
+    made to match, when the file carries one."""
+    from aezip.container.writer import text_crc32
+
+    attrs[key] = np.bytes_(text)
+    if f"{key}_crc32" in attrs:
+        attrs[f"{key}_crc32"] = np.uint32(text_crc32(text))
+
+
 def edit_record(path, index: int, change) -> None:
     """Rewrite the JSON record of array entry ``index`` of a container in place:
-    ``change(record)`` edits the dict (format v2: the entry dataset's ``record`` attribute)."""
+    ``change(record)`` edits the dict (format v2: the entry dataset's ``record`` attribute),
+    its checksum made to match (v5): a forged record, not a damaged one."""
     import json
 
     import h5py
@@ -37,7 +48,7 @@ def edit_record(path, index: int, change) -> None:
         attrs = f[f"array_{index}"].attrs
         record = json.loads(attrs["record"])
         change(record)
-        attrs["record"] = np.bytes_(json.dumps(record).encode())
+        set_record(attrs, "record", json.dumps(record).encode())
 
 
 def model_field(shape: tuple[int, int], model_cols: int, rounds: int = 6, seed: int = 3) -> np.ndarray:

@@ -229,7 +229,6 @@ def build_rich_file(path: Path) -> dict[str, np.ndarray]:
         grp.create_dataset("nothing", shape=(0, 3), dtype="f8")
         grp["alias"] = temp  # a second hard link
         grp["soft"] = h5py.SoftLink("/grp/sub/temp")
-        f["external"] = h5py.ExternalLink("elsewhere.h5", "/x")
         f.create_dataset("contig", data=floats["/contig"])
         f["refs"] = np.array([lat.ref, grp.ref], dtype=h5py.ref_dtype)
         f.attrs["ref_attr"] = temp.ref

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import ClassVar
 
@@ -19,8 +20,9 @@ import numpy as np
 from ..errors import ContainerError
 
 FORMAT = "aezip"
-FORMAT_VERSION = 2  # the version aezip writes, unless an entry needs a later one (version_needed)
-SUPPORTED_VERSIONS = (1, 2, 3, 4)
+FORMAT_VERSION = 5  # the version aezip writes: every record checksummed (formats/aezip-container-v5.md §1)
+SUPPORTED_VERSIONS = (1, 2, 3, 4, 5)
+CHECKSUMMED_SINCE = 5  # the first version whose header and entry records carry a CRC-32
 STORAGES = ("latent", "raw", "constant", "bounded")
 BASES = ("none", "model", "tiles")  # where a bounded prediction starts: 0, the model's x_hat, or it on some tiles
 DTYPES = ("float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
@@ -330,7 +332,7 @@ class ArrayEntry:
     @property
     def size(self) -> int:
         """Number of values this entry codes."""
-        return int(np.prod(self.part_shape, dtype=np.int64))
+        return math.prod(self.part_shape)
 
 
 def _coarse_ok(coarse: list) -> bool:
@@ -343,8 +345,9 @@ def _coarse_ok(coarse: list) -> bool:
 
 def version_needed(codec: CodecParams) -> int:
     """The lowest format version that can hold an entry coded this way (version 3:
-    ``coarse``; version 4: ``filter``)."""
-    return 4 if codec.filter else 3 if codec.coarse else FORMAT_VERSION
+    ``coarse``; version 4: ``filter``; version 2 otherwise). A file of version N may hold
+    any entry that needs version N or less."""
+    return 5 if codec.storage == "transform" else 4 if codec.filter else 3 if codec.coarse else 2
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -361,6 +364,53 @@ class Container:
 # --- format v2: one JSON record per array entry and one for the root -----------------------
 
 STREAM_DTYPES = DTYPES  # a stream's values: little-endian numbers of one of these types
+
+# A range coder at 24-bit precision spends at least 2**-24 / ln 2 bits on a symbol, so one
+# byte of coded stream stands for at most 8 ln 2 * 2**24 < 2**27 symbols.
+CODED_SYMBOLS_PER_BYTE = 1 << 27
+MAX_VALUES_PER_LATENT = 1 << 20  # a latent symbol stands for at most a tile's values (tile**ndim), capped
+
+
+def values_justified(entry: ArrayEntry, stream_bytes: dict[str, int]) -> float:
+    """The most values an entry's streams (name -> stored bytes) can stand for, by its storage:
+    any number for a constant (legitimately tiny at any size), the stored values for raw,
+    and for coded storages the range coder's limit per byte (per latent symbol, a tile)."""
+    storage = entry.codec.storage
+    if storage == "constant":
+        return math.inf
+    if storage == "raw":
+        return stream_bytes.get("values", 0) // np.dtype(entry.dtype).itemsize
+    per_symbol = min(entry.codec.tile ** entry.codec.ndim, MAX_VALUES_PER_LATENT) if storage == "latent" else 1
+    return (sum(stream_bytes.values()) + 8) * CODED_SYMBOLS_PER_BYTE * per_symbol
+
+
+def check_values_justified(entry: ArrayEntry, stream_bytes: dict[str, int]) -> None:
+    """ContainerError when an entry declares more values than its streams can hold (a forged
+    shape): checked before anything of that size is allocated."""
+    most = values_justified(entry, stream_bytes)
+    if entry.size > most:
+        raise ContainerError(f"array {entry.name!r}: the container declares {entry.size:,} values; its streams hold "
+                             f"at most {int(most):,}; the container is corrupted")
+
+
+def check_names(arrays: Sequence[ArrayEntry], where: str) -> None:
+    """Entry names place outputs inside the chosen file only: '/'-separated segments, none
+    empty, '.' or '..', no backslash or control character; and no two entries share a
+    name and slab (names compared without their leading or trailing '/')."""
+    seen = set()
+    for a in arrays:
+        inner = a.name.strip("/")
+        segments = inner.split("/") if inner else []
+        if any(s in ("", ".", "..") for s in segments) or any(ch == "\\" or ord(ch) < 32 for ch in a.name):
+            raise ContainerError(f"{where}: array name {a.name!r} is not a plain path inside the output; "
+                                 "the container is corrupted or forged")
+        key = (inner, a.slab)
+        if key in seen:
+            raise ContainerError(f"{where}: two entries are both array {a.name!r}"
+                                 f"{'' if a.slab is None else f' rows {a.slab[0]}:{a.slab[1]}'}; "
+                                 "the container is corrupted or forged")
+        seen.add(key)
+
 
 
 def header_json(c: Container, n_arrays: int) -> str:

@@ -1,11 +1,12 @@
-"""Write a container (format v2): HDF5 capped at the v1.10 format so that HDF5 1.10
+"""Write a container (format v5): HDF5 capped at the v1.10 format so that HDF5 1.10
 readers open it.
 
 Lean by design, since the container's fixed bytes weigh on small arrays: the root
-carries three attributes (format, format_version and one JSON header), and each array
-entry is one byte dataset holding its streams one after the other, with one JSON
-attribute (its record and stream table). Compact layout for small datasets,
-fixed-length string attributes.
+carries four attributes (format, format_version, one JSON header and its CRC-32), and
+each array entry is one byte dataset holding its streams one after the other, with one
+JSON attribute (its record and stream table) and that record's CRC-32
+(formats/aezip-container-v5.md §1). Compact layout for small datasets, fixed-length
+string attributes.
 """
 
 from __future__ import annotations
@@ -26,6 +27,17 @@ LIBVER = ("v110", "v110")
 
 def crc32(a: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(a).view(np.uint8).tobytes()) & 0xFFFFFFFF
+
+
+def text_crc32(text: bytes) -> int:
+    """The CRC-32 of a record: over its UTF-8 bytes exactly as stored (v5 §1)."""
+    return zlib.crc32(text) & 0xFFFFFFFF
+
+
+def _record_attrs(key: str, text: str) -> dict:
+    """A JSON record as attribute ``key`` and its CRC-32 as ``key``_crc32."""
+    data = text.encode()
+    return {key: np.bytes_(data), f"{key}_crc32": np.uint32(text_crc32(data))}
 
 
 def _dataset(group: h5py.Group, name: str, data: np.ndarray, attrs: dict) -> None:
@@ -87,15 +99,16 @@ class ContainerWriter:
                  for v in a.streams.values()]
         table = [[name, v.dtype.name, int(v.size), crc32(v)] for name, v in zip(a.streams, parts)]
         payload = np.concatenate([v.reshape(-1).view(np.uint8) for v in parts]) if parts else np.zeros(0, np.uint8)
-        _dataset(self._f, f"array_{self.n}", payload, {"record": _text(entry_json(a, table))})
+        _dataset(self._f, f"array_{self.n}", payload, _record_attrs("record", entry_json(a, table)))
         self.n += 1
-        if version_needed(a.codec) > int(self._f.attrs["format_version"]):  # the lowest version that reads the file
-            self._f.attrs.modify("format_version", np.int32(version_needed(a.codec)))
+        if version_needed(a.codec) > FORMAT_VERSION:
+            raise ValueError(f"an entry needs format version {version_needed(a.codec)}, this aezip writes {FORMAT_VERSION}")
 
     def finish(self, *, models=(), skeleton: bytes | None = None, embedded_model: bytes | None = None) -> None:
         writer, source = self._header
         header = Container(writer=writer, source=source, arrays=(), models=tuple(models))
-        self._f.attrs["header"] = _text(header_json(header, self.n))
+        for key, value in _record_attrs("header", header_json(header, self.n)).items():
+            self._f.attrs[key] = value
         if skeleton is not None:
             _stream(self._f, "skeleton", np.frombuffer(skeleton, dtype=np.uint8))
         if embedded_model is not None:
@@ -103,7 +116,11 @@ class ContainerWriter:
         self._finished = True
 
     def __exit__(self, kind, value, tb) -> None:
-        self._f.close()
+        try:
+            self._f.close()
+        except OSError as e:  # a full disk: flushing failed; the temporary file goes all the same
+            if kind is None:
+                kind, value, tb = type(e), e, e.__traceback__
         if kind is None and not getattr(self, "_finished", False):
             kind, value, tb = RuntimeError, RuntimeError("ContainerWriter closed without finish()"), None
         if kind is None:

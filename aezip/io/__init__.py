@@ -11,10 +11,13 @@ from __future__ import annotations
 from .base import LAZY_BYTES, Field, Input, load
 from .dispatch import read_input, split_spec, write_output
 from .formats import default_output_name, output_kind
+from .skeleton import LeftOutWarning, check_skeleton
 from .stream import STREAMABLE, array_output, open_written
 
 __all__ = [
     "Field",
+    "LeftOutWarning",
+    "check_skeleton",
     "STREAMABLE",
     "array_output",
     "open_written",

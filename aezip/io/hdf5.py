@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import ContainerError, InputError, UnsupportedDataError, UsageError
 from .base import (LAZY_BYTES, Field, Input, as_native_c, byteorder_of, check_numeric, declared_fill_values, short_list,
                    with_byteorder)
-from .skeleton import build_skeleton
+from .skeleton import build_skeleton, check_skeleton
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -96,6 +96,7 @@ def write_hdf5(tmp: str, fields: Sequence[tuple[str, np.ndarray, str, str]], ske
             for where, (_, x, _, byteorder) in zip(paths, fields, strict=True):
                 f.create_dataset(where, data=x.astype(with_byteorder(x.dtype, byteorder), copy=False))
         return
+    check_skeleton(skeleton)
     with open(tmp, "wb") as fp:
         fp.write(skeleton)
     with h5py.File(tmp, "r+") as f:

@@ -6,6 +6,14 @@ type, shape, chunking, filters and attributes whose storage was never written, s
 costs a few hundred bytes. Writing the fields' data into the placeholders restores
 the file. Dimension scales (netCDF-4 dimensions) are re-attached with the dims API,
 because the references they are made of cannot be copied between files.
+
+What a skeleton may hold is one whitelist, :func:`foreign_content`, shared by compress
+and decompress: groups, plain datasets (compact, contiguous or chunked in the file),
+attributes, dimension scales and their references, soft and hard links inside the file,
+committed datatypes. Whatever reaches outside the file (external links, datasets with
+external storage, virtual datasets, user-defined links) is left out at compress, with
+a :class:`LeftOutWarning` naming it, and a stored skeleton holding any is refused before
+a byte is written (decompressing it would create or overwrite other files).
 """
 
 from __future__ import annotations
@@ -17,7 +25,9 @@ import h5py
 import numpy as np
 from h5py import h5, h5a, h5d, h5g, h5l, h5o, h5p, h5s, h5t
 
-from ..errors import InputError, UnsupportedDataError
+import warnings
+
+from ..errors import ContainerError, InputError, UnsupportedDataError
 from .base import Field, as_native_c, byteorder_of, declared_fill_values
 
 _FLOAT_TYPES = (h5t.IEEE_F32LE, h5t.IEEE_F32BE, h5t.IEEE_F64LE, h5t.IEEE_F64BE)
@@ -27,9 +37,70 @@ _LIBVER_OF_SUPERBLOCK = {0: "earliest", 1: "earliest", 2: "v108", 3: "v110"}
 ObjectKey = tuple[int, int]
 
 
+class LeftOutWarning(UserWarning):
+    """Part of an HDF5 input reaches outside its file and is left out of the container."""
+
+
 def build_skeleton(src: h5py.File, path: str) -> tuple[bytes, list[Field]]:
-    """Copy ``src`` minus its float fields into an in-memory HDF5 image; return it and the fields."""
+    """Copy ``src`` minus its float fields into an in-memory HDF5 image; return it and the
+    fields. What reaches outside the file is left out, each with a LeftOutWarning."""
     return _SkeletonBuilder(src, path).build()
+
+
+def outside_reach(link_type: int, obj: h5py.HLObject | None) -> str | None:
+    """What of one link and the object it leads to reaches outside the file (None: nothing):
+    the whitelist's single rule."""
+    if link_type == h5l.TYPE_EXTERNAL:
+        return "an external link"
+    if link_type not in (h5l.TYPE_HARD, h5l.TYPE_SOFT):
+        return "a user-defined link"
+    if isinstance(obj, h5py.Dataset):
+        dcpl = obj.id.get_create_plist()
+        if dcpl.get_layout() == h5d.VIRTUAL:
+            return "a virtual dataset"
+        if dcpl.get_external_count() > 0:
+            return "a dataset stored in external files"
+    return None
+
+
+def foreign_content(f: h5py.File) -> list[str]:
+    """Every path of ``f`` whose link or object reaches outside the file, with what it is;
+    soft links are never followed and external links never opened."""
+    found: list[str] = []
+    seen: set[ObjectKey] = set()
+
+    def walk(group: h5py.Group, gpath: str) -> None:
+        key = object_key(group.id)
+        if key in seen:
+            return
+        seen.add(key)
+        for name in _link_names(group):
+            info = group.id.links.get_info(name)
+            child = f"{gpath.rstrip('/')}/{name.decode('utf-8', 'surrogateescape')}"
+            obj = group[name.decode("utf-8", "surrogateescape")] if info.type == h5l.TYPE_HARD else None
+            what = outside_reach(info.type, obj)
+            if what is not None:
+                found.append(f"{child} ({what})")
+            elif isinstance(obj, h5py.Group):
+                walk(obj, child)
+
+    walk(f["/"], "/")
+    return found
+
+
+def check_skeleton(skeleton: bytes) -> None:
+    """Refuse a stored skeleton that is not an HDF5 image or holds anything outside the
+    whitelist (ContainerError): checked before any output is created."""
+    try:
+        with h5py.File(io.BytesIO(skeleton), "r") as f:
+            foreign = foreign_content(f)
+    except (OSError, RuntimeError, ValueError, KeyError) as err:
+        raise ContainerError(f"the stored file layout is not a readable HDF5 image ({' '.join(str(err).split())}); "
+                             "the container is corrupted") from None
+    if foreign:
+        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+        raise ContainerError(f"the stored file layout holds {foreign[0]}{more}, which would reach outside the "
+                             "output file; the container is corrupted or forged")
 
 
 def is_float_field(ds: h5py.Dataset) -> bool:
@@ -46,7 +117,7 @@ def is_float_field(ds: h5py.Dataset) -> bool:
     dcpl = ds.id.get_create_plist()
     if dcpl.get_layout() == h5d.VIRTUAL:
         return False
-    return dcpl.get_external_count() > 0 or ds.id.get_storage_size() > 0
+    return ds.id.get_storage_size() > 0
 
 
 def object_key(oid: h5py.h5o.ObjectID) -> ObjectKey:
@@ -67,6 +138,7 @@ class _SkeletonBuilder:
         self.deferred: list[Callable[[h5py.File], None]] = []
         self.copy_plist = h5p.create(h5p.OBJECT_COPY)
         self.copy_plist.set_copy_object(h5o.COPY_WITHOUT_ATTR_FLAG)
+        self.left_out: list[str] = []  # what reaches outside the file, with what it is
 
     def build(self) -> tuple[bytes, list[Field]]:
         root = self.src["/"]
@@ -87,6 +159,9 @@ class _SkeletonBuilder:
                 finish(dst)
             self._attach_scales(dst)
         data = image.getvalue()
+        if self.left_out:
+            warnings.warn(f"{self.path}: left out of the container, as it reaches outside the file: "
+                          f"{', '.join(self.left_out)}", LeftOutWarning, stacklevel=3)
         if userblock:
             with open(self.path, "rb") as fp:
                 data = fp.read(userblock) + data[userblock:]
@@ -100,18 +175,14 @@ class _SkeletonBuilder:
             lcpl = h5p.create(h5p.LINK_CREATE)
             lcpl.set_char_encoding(info.cset)
             child = f"{gpath.rstrip('/')}/{name.decode('utf-8', 'surrogateescape')}"
-            if info.type == h5l.TYPE_SOFT:
+            obj = sgroup[name.decode("utf-8", "surrogateescape")] if info.type == h5l.TYPE_HARD else None
+            what = outside_reach(info.type, obj)
+            if what is not None:
+                self.left_out.append(f"{child} ({what})")
+            elif info.type == h5l.TYPE_SOFT:
                 dgroup.id.links.create_soft(name, sgroup.id.links.get_val(name), lcpl=lcpl)
-            elif info.type == h5l.TYPE_EXTERNAL:
-                filename, target = sgroup.id.links.get_val(name)
-                dgroup.id.links.create_external(name, filename, target, lcpl=lcpl)
-            elif info.type == h5l.TYPE_HARD:
-                self._copy_object(sgroup, dgroup, name, child, lcpl)
             else:
-                raise UnsupportedDataError(
-                    f"{self.path}:{child} is a user-defined link aezip cannot copy; "
-                    "compress single datasets with FILE:/path instead"
-                )
+                self._copy_object(sgroup, dgroup, name, child, lcpl)
 
     def _copy_object(self, sgroup: h5py.Group, dgroup: h5py.Group, name: bytes, path: str,
                      lcpl: h5p.PropID) -> None:
@@ -291,11 +362,6 @@ def _group_plist(sgroup: h5py.Group) -> h5p.PropGCID:
 def _placeholder_plist(sds: h5py.Dataset) -> h5p.PropDCID:
     """The source's creation properties, allocating storage only when data is written."""
     dcpl = sds.id.get_create_plist()
-    if dcpl.get_external_count() > 0:  # never write into the source's external files
-        fresh = h5p.create(h5p.DATASET_CREATE)
-        fresh.set_obj_track_times(dcpl.get_obj_track_times())
-        fresh.set_attr_creation_order(dcpl.get_attr_creation_order())
-        return fresh
     layout = dcpl.get_layout()
     if layout == h5d.CONTIGUOUS:
         dcpl.set_alloc_time(h5d.ALLOC_TIME_LATE)

@@ -1,0 +1,185 @@
+"""Hostile containers: forged skeletons, links, names, sizes and records end as a clean
+ContainerError (exit 2) before any output exists, and never touch a file outside it."""
+
+import io
+import os
+import warnings
+
+import h5py
+import numpy as np
+import pytest
+
+import aezip
+from aezip.cli import main
+from aezip.container.writer import crc32
+from aezip.io import LeftOutWarning
+from common import edit_record, set_record
+
+
+def _files(folder) -> dict[str, tuple[int, int]]:
+    """Every file under ``folder``: (size, mtime_ns), to prove nothing was created or changed."""
+    out = {}
+    for root, _, names in os.walk(folder):
+        for n in names:
+            st = os.stat(os.path.join(root, n))
+            out[os.path.join(root, n)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def _whole_file_container(tmp_path) -> str:
+    src = str(tmp_path / "src.h5")
+    with h5py.File(src, "w") as f:
+        f["fields/temp"] = np.linspace(0, 1, 600).reshape(20, 30)
+        f["count"] = np.arange(5)
+    p = str(tmp_path / "x.aez")
+    aezip.compress(src, p, abs=1e-3)
+    return p
+
+
+def _replace_skeleton(p: str, build) -> None:
+    """Replace the container's skeleton with one ``build(f)`` writes, its checksum made to match."""
+    image = io.BytesIO()
+    with h5py.File(image, "w") as f:
+        f.create_group("fields")
+        f["fields"].create_dataset("temp", shape=(20, 30), dtype="f8")
+        build(f)
+    data = np.frombuffer(image.getvalue(), np.uint8)
+    with h5py.File(p, "r+") as f:
+        del f["skeleton"]
+        f["skeleton"] = data
+        f["skeleton"].attrs["crc32"] = np.uint32(crc32(data))
+
+
+def _external_storage(victim):
+    def build(f):
+        f.create_dataset("ext", shape=(64,), dtype="u1", external=[(victim, 0, 64)])
+    return build
+
+
+def _external_link(victim):
+    def build(f):
+        f["fields/link"] = h5py.ExternalLink(victim, "/data")
+    return build
+
+
+def _virtual(victim):
+    def build(f):
+        layout = h5py.VirtualLayout(shape=(8,), dtype="f8")
+        layout[:] = h5py.VirtualSource(victim, "data", shape=(8,))
+        f.create_virtual_dataset("vds", layout, fillvalue=0)
+    return build
+
+
+def _external_temp(victim):
+    def build(f):  # the field itself stored outside: filling it would write into victim
+        del f["fields/temp"]
+        f["fields"].create_dataset("temp", shape=(20, 30), dtype="f8", external=[(victim, 0, 4800)])
+    return build
+
+
+@pytest.mark.parametrize("forge", [_external_storage, _external_link, _virtual, _external_temp])
+def test_a_skeleton_reaching_outside_is_refused_before_any_write(tmp_path, forge, capsys):
+    p = _whole_file_container(tmp_path)
+    victim = str(tmp_path / "victim.bin")
+    with open(victim, "wb") as fp:
+        fp.write(b"keep me" * 1000)
+    _replace_skeleton(p, forge(victim))
+    before = _files(tmp_path)
+    assert main(["decompress", p, "-o", str(tmp_path / "out.h5"), "--quiet"]) == 2
+    assert "outside the output" in capsys.readouterr().err
+    assert main(["verify", p, "--quiet"]) == 2
+    assert _files(tmp_path) == before  # no output, no temp file, the victim untouched
+
+
+def test_a_skeleton_with_soft_and_hard_links_and_scales_still_decodes(tmp_path):
+    src = str(tmp_path / "src.h5")
+    with h5py.File(src, "w") as f:
+        f["x"] = np.arange(20.0)
+        f["x"].make_scale("x")
+        f["fields/temp"] = np.linspace(0, 1, 600).reshape(30, 20)
+        f["fields/temp"].dims[1].attach_scale(f["x"])
+        f["soft"] = h5py.SoftLink("/fields/temp")
+        f["hard"] = f["fields/temp"]
+        f["kind"] = np.dtype("i2")  # a committed datatype
+    p = str(tmp_path / "x.aez")
+    aezip.compress(src, p, abs=1e-3)
+    out = str(tmp_path / "out.h5")
+    aezip.decompress(p, out)
+    with h5py.File(out) as f:
+        assert f.get("soft", getlink=True).path == "/fields/temp"
+        assert f["hard"].id == f["fields/temp"].id and f["fields/temp"].dims[1][0].name == "/x"
+        assert np.abs(f["fields/temp"][()] - np.linspace(0, 1, 600).reshape(30, 20)).max() <= 1e-3
+
+
+def test_compress_leaves_out_what_reaches_outside_and_says_so(tmp_path, capsys):
+    other = str(tmp_path / "other.h5")
+    with h5py.File(other, "w") as f:
+        f["data"] = np.arange(8.0)
+    raw = str(tmp_path / "raw.bin")
+    np.arange(16, dtype="<f8").tofile(raw)
+    src = str(tmp_path / "src.h5")
+    with h5py.File(src, "w") as f:
+        f["fields/temp"] = np.linspace(0, 1, 600).reshape(20, 30)
+        f["link"] = h5py.ExternalLink(other, "/data")
+        f.create_dataset("ext", shape=(16,), dtype="<f8", external=[(raw, 0, 128)])
+        layout = h5py.VirtualLayout(shape=(8,), dtype="f8")
+        layout[:] = h5py.VirtualSource(other, "data", shape=(8,))
+        f.create_virtual_dataset("vds", layout)
+    p = str(tmp_path / "x.aez")
+    with pytest.warns(LeftOutWarning, match=r"/ext \(a dataset stored in external files\), /link \(an external "
+                                            r"link\), /vds \(a virtual dataset\)"):
+        aezip.compress(src, p, abs=1e-3)
+    assert [a.name for a in aezip.info(p).arrays] == ["/fields/temp"]
+    out = str(tmp_path / "out.h5")
+    aezip.decompress(p, out)
+    with h5py.File(out) as f:
+        assert set(f) == {"fields"}
+    with warnings.catch_warnings():  # as outside pytest: shown, not raised
+        warnings.simplefilter("default", LeftOutWarning)
+        assert main(["compress", src, "-o", str(tmp_path / "y.aez"), "--abs", "1e-3", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("aezip: warning:") and "left out" in err
+
+
+def _plain_container(tmp_path, x=None, **kwargs) -> str:
+    p = str(tmp_path / "c.aez")
+    aezip.compress(np.linspace(0, 1, 3000).reshape(50, 60) if x is None else x, p, force=True, **kwargs)
+    return p
+
+
+@pytest.mark.parametrize("name", ["../evil", "/a/../../evil", "a//b", "./x", "a\\b", "x\x00y"])
+def test_a_name_leaving_the_output_is_refused(tmp_path, name, capsys):
+    p = _plain_container(tmp_path, abs=1e-3)
+    edit_record(p, 0, lambda r: r.update(name=name))
+    before = _files(tmp_path)
+    assert main(["decompress", p, "-o", str(tmp_path / "out.npz"), "--quiet"]) == 2
+    assert "not a plain path" in capsys.readouterr().err
+    assert _files(tmp_path) == before
+
+
+def test_duplicate_entry_names_are_refused(tmp_path, capsys):
+    p = str(tmp_path / "c.aez")
+    aezip.compress(str(_npz(tmp_path)), p)
+    edit_record(p, 1, lambda r: r.update(name="/a"))
+    assert main(["decompress", p, "-o", str(tmp_path / "out.npz"), "--quiet"]) == 2
+    assert "two entries are both array" in capsys.readouterr().err
+
+
+def _npz(tmp_path):
+    src = tmp_path / "two.npz"
+    np.savez(src, a=np.linspace(0, 1, 100), b=np.linspace(1, 2, 100))
+    return src
+
+
+@pytest.mark.parametrize("link", ["external", "soft"])
+def test_the_reader_never_follows_a_link_as_an_entry(tmp_path, link, capsys):
+    p = _plain_container(tmp_path, abs=1e-3)
+    elsewhere = str(tmp_path / "elsewhere.aez")
+    os.replace(p, elsewhere)
+    aezip.compress(np.arange(10.0), p, abs=1e-3)
+    with h5py.File(p, "r+") as f:
+        f["moved"] = f["array_0"]
+        del f["array_0"]
+        f["array_0"] = h5py.ExternalLink(elsewhere, "/array_0") if link == "external" else h5py.SoftLink("/moved")
+    assert main(["info", p, "--quiet"]) == 2
+    assert f"is {'an external' if link == 'external' else 'a soft'} link" in capsys.readouterr().err
