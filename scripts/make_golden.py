@@ -114,11 +114,35 @@ def main() -> None:
         finally:
             coding.PSNR_FILTER = post
         print(name, x.shape, "format version", aezip.info(aez).format_version)
+    for name, x, mode in mask_cases():  # v5 §2: values that are not data as runs
+        v5 = os.path.join(ROOT, "formats", "golden", "v5")
+        src, aez = os.path.join(v5, name + ".npy"), os.path.join(v5, name + ".aez")
+        if not os.path.exists(aez):
+            np.save(src, x)
+            aezip.compress(src, aez, **mode)
+            print(name, x.shape, x.dtype, mode)
     src = os.path.join(folder, "several.npz")
     if not os.path.exists(os.path.join(folder, "several.aez")):
         np.savez(src, series=sample_field((2000,), seed=7).astype(np.float64), image=sample_field((40, 50), seed=8))
         aezip.compress(src, os.path.join(folder, "several.aez"))
         print("several.npz")
+
+
+def mask_cases():
+    """(name, x, mode) of the containers whose NaN and Inf go to stream "nodata" (format v5 §2):
+    few runs of one NaN (Elias-gamma), and many runs of several values (range-coded)."""
+    one = sample_field((256, 256), seed=68)
+    one[100, 77] = np.nan
+    yield "mask-one-nan-2d", one, {"rel": 1e-3}
+    edge = sample_field((6, 90, 180), seed=69)
+    edge[:, -1, 160:] = np.nan  # 120 values: an edge chunk's padding
+    edge[2, 40, 7], edge[4, 0, 0] = -np.inf, np.inf
+    yield "mask-edge-3d", edge, {"rel": 1e-3}
+    land = sample_field((120, 160), seed=70).astype(np.float64) * 10
+    yy, xx = np.mgrid[:120, :160]
+    land[(yy - 60) ** 2 + (xx - 50) ** 2 < 900] = np.nan
+    land[::17, 120:] = np.array([0x7FF4000000000001], np.uint64).view(np.float64)[0]  # a NaN with a payload
+    yield "mask-land-2d", land, {"abs": 1e-3}
 
 
 def later_versions():
