@@ -179,6 +179,8 @@ def decompress(path: str, output: str | None = None, *, model: str | None = None
     models = Models(model, device)  # no torch until a network runs
     t0 = time.perf_counter()
     c = read_container(path, streams="root")  # array streams are read entry by entry, when decoded
+    if c.skeleton is not None:  # before anything is written: a forged skeleton could reach outside the output
+        aeio.check_skeleton(c.skeleton)
     file_bytes = os.path.getsize(path)
     kind = c.source.kind if c.source.kind != "array" else "npy"
     if write:
@@ -200,8 +202,6 @@ def decompress(path: str, output: str | None = None, *, model: str | None = None
         if streaming:  # slab by slab into the output file: the array is never whole in memory
             with aeio.array_output(output, kind, e.name, shape, e.dtype, e.order, e.byteorder, force=force) as out:
                 measured, ratio = slabs.decode_into(g, out, models, c.models, box, ref, _workers(threads))
-    if c.skeleton is not None:  # before anything is written: a forged skeleton could reach outside the output
-        aeio.check_skeleton(c.skeleton)
             results.append(aeio.open_written(output, kind, shape, e.dtype, e.byteorder))
         else:
             out = np.empty(shape, dtype=np.dtype(e.dtype))

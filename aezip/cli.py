@@ -226,6 +226,7 @@ def _emit(a, r: Report, verb: str) -> dict:
 
 def _cmd_verify(a) -> dict:
     from . import api
+    from .container.layout import CHECKSUMMED_SINCE
 
     r = api.verify(a.input, model=a.model, device=a.device)
     if not a.quiet and not a.json:
@@ -249,7 +250,6 @@ def _cmd_info(a) -> dict:
         "arrays": [{"name": e.name, "shape": list(e.shape), "dtype": e.dtype, "storage": e.codec.storage,
                     "slab": list(e.slab) if e.slab is not None else None, "mode": e.codec.mode or None,
                     "interpolation": e.codec.interpolation if e.codec.storage == "bounded" else None,
-    from .container.layout import CHECKSUMMED_SINCE
                     "coarse": e.codec.coarse or None, "filter": _filter(e),
                     "coded_within": e.codec.bound if e.codec.storage == "bounded" else None,
                     "model_tiles": ([int(e.codec.latent_shape[0]), e.tiles]

@@ -610,6 +610,16 @@ def _invalid(entry: ArrayEntry) -> tuple[np.ndarray | None, np.ndarray | None]:
     return invalid, values
 
 
+def _required(entry: ArrayEntry, key: str, dtype=np.uint8) -> np.ndarray:
+    """Stream ``key`` of an entry whose storage needs it: a missing one is an error, never
+    an empty stream."""
+    s = entry.streams.get(key)
+    if s is None or s.dtype != dtype:
+        raise ContainerError(f"array {entry.name!r}: its {key!r} stream is missing or of the wrong type; "
+                             "the container is corrupted")
+    return s
+
+
 def _tile_flags(entry: ArrayEntry) -> np.ndarray:
     """The "tiles" stream of an entry with base "tiles": one flag per model tile."""
     flags, n = entry.streams.get("tiles"), entry.tiles
@@ -645,19 +655,9 @@ def _bounded_back(entry: ArrayEntry, models: Models, refs) -> np.ndarray:
 
     def bits(key):
         s = entry.streams.get(key)
-        return np.zeros(entry.part_shape, bool) if s is None else np.unpackbits(s, count=n).astype(bool).reshape(entry.part_shape)
-
-    return bounded.pw_inverse(f_hat, bits("signs"), bits("zeros"))
-def _required(entry: ArrayEntry, key: str, dtype=np.uint8) -> np.ndarray:
-    """Stream ``key`` of an entry whose storage needs it: a missing one is an error, never
-    an empty stream."""
-    s = entry.streams.get(key)
-    if s is None or s.dtype != dtype:
-        raise ContainerError(f"array {entry.name!r}: its {key!r} stream is missing or of the wrong type; "
-                             "the container is corrupted")
-    return s
-
-
         if s is not None and (s.dtype != np.uint8 or s.size != (n + 7) // 8):
             raise ContainerError(f"array {entry.name!r}: its {key} stream has the wrong type or length; "
                                  "the container is corrupted")
+        return np.zeros(entry.part_shape, bool) if s is None else np.unpackbits(s, count=n).astype(bool).reshape(entry.part_shape)
+
+    return bounded.pw_inverse(f_hat, bits("signs"), bits("zeros"))
