@@ -80,13 +80,14 @@ def test_golden_files_cover_every_base():
 
 
 def test_later_versions_are_written_only_where_needed():
-    """Version 3 is written only for containers that need its key ``coarse``, version 4
-    only for those that need ``filter``; each folder holds its version's files."""
-    assert {os.path.basename(os.path.dirname(f)) for f in FILES} >= {"v1", "v2", "v3", "v4"}
+    """Version 3 was written only for containers that need its key ``coarse``, version 4
+    only for those that need ``filter``; from version 5 on every container is of the
+    version written (v5 §1). Each folder holds its version's files."""
+    assert {os.path.basename(os.path.dirname(f)) for f in FILES} >= {"v1", "v2", "v3", "v4", "v5"}
     for f in FILES:
         c = aezip.info(f)
         assert c.format_version == int(os.path.basename(os.path.dirname(f))[1:])
-        if c.format_version >= 2:
+        if 2 <= c.format_version < 5:
             uses_filter = any(e.codec.filter for e in c.arrays)
             uses_coarse = any(e.codec.coarse for e in c.arrays)
             assert c.format_version == (4 if uses_filter else 3 if uses_coarse else 2), f
