@@ -1,17 +1,15 @@
 #!/usr/bin/env python3
-"""aezip against SZ3 at the same PSNR: the plain learned mode, and --psnr at that PSNR.
+"""aezip against SZ3 at the same PSNR: the plain learned mode and --psnr, at fixed targets.
 
-    python benchmarks/equal_psnr.py [DATA_DIR]
+    python benchmarks/equal_psnr.py [DATA_DIR] [--targets 40,45,50] [--tables learned,psnr]
 
-For every .npy array: aezip without a bound (the built-in default model; ratio from the
-whole container file) gives a PSNR; SZ3 (pysz, ABS mode) is bisected on its absolute
-bound until two runs bracket that PSNR, and its ratio at the same PSNR is interpolated
-linearly in log(ratio) between them. Then the same for aezip --psnr with that PSNR as
-its target (the bounded path; the model's prediction is used on the tiles where it
-pays), compared with SZ3 at the PSNR --psnr reached. A second table does the same for
---psnr at fixed targets (--targets, default 40, 45 and 50 dB). Prints aezip/SZ3 per array
-and the geometric means over the arrays of at least 256 KB (smaller ones separately).
-Needs pysz.
+For every .npy array and target T: aezip's plain learned mode with ``--quality T`` (the
+multiscale transform coder) and aezip ``--psnr T`` (the bounded path), each file's ratio
+counting the whole container; SZ3 (pysz, ABS mode) is bisected on its absolute bound
+until two runs bracket the PSNR aezip reached, and its ratio at that PSNR is interpolated
+linearly in log(ratio) between them, in the same run. Prints aezip/SZ3 per array (with
+the ratio of the streams alone, and the storage used) and the geometric means over the
+arrays of at least 256 KB (smaller ones separately). Needs pysz.
 """
 
 from __future__ import annotations
@@ -68,56 +66,43 @@ def sz3_at_psnr(x: np.ndarray, target: float) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data", nargs="?", default=os.path.join(ROOT, "..", "shared", "data"))
-    ap.add_argument("--targets", default="40,45,50", help="PSNR targets of the second table (dB)")
+    ap.add_argument("--targets", default="40,45,50", help="PSNR targets of the fixed-target tables (dB)")
+    ap.add_argument("--tables", default="learned,psnr",
+                    help="which fixed-target tables: learned (--quality T), psnr (--psnr T), or both")
     a = ap.parse_args()
     paths = sorted(glob.glob(os.path.join(a.data, "*.npy")))
-    learned_mode(paths)
-    psnr_targets(paths, [float(t) for t in a.targets.split(",")])
+    targets = [float(t) for t in a.targets.split(",")]
+    for table in a.tables.split(","):
+        fixed_targets(paths, targets, table)
 
 
-def learned_mode(paths: list[str]) -> None:
-    logs: dict[tuple[str, bool], list[float]] = {}
-    print("| array | KB | learned: PSNR dB | ratio | SZ3 ratio at that PSNR | aezip / SZ3 | "
-          "--psnr: PSNR dB | ratio | SZ3 ratio at that PSNR | aezip / SZ3 | model's prediction used |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    with tempfile.TemporaryDirectory() as tmp:
-        aez = os.path.join(tmp, "x.aez")
-        for path in paths:
-            x = np.load(path)
-            cells = []
-            for mode, kwargs in (("learned", {}), ("psnr", None)):
-                # --psnr asks for the PSNR the learned mode reached
-                r = aezip.compress(x, aez, force=True, **(kwargs if kwargs is not None else {"psnr": cells[0][0]}))
-                sz = sz3_at_psnr(x, r.psnr)
-                logs.setdefault((mode, x.nbytes >= 256 * 1024), []).append(math.log(r.compression_ratio / sz))
-                cells.append((r.psnr, r.compression_ratio, sz))
-            e = aezip.info(aez).arrays[0]
-            used = f"on {e.codec.latent_shape[0]} of {e.tiles} tiles" if e.codec.uses_model else "no"
-            print(f"| {os.path.basename(path)[:-4]} | {x.nbytes // 1024} | "
-                  + " | ".join(f"{p:.2f} | {r:.1f} | {sz:.1f} | {r / sz:.3f}" for p, r, sz in cells) + f" | {used} |")
-    for (mode, big), v in logs.items():
-        print(f"geometric mean aezip/SZ3 at equal PSNR, {'plain learned mode' if mode == 'learned' else '--psnr'}, "
-              f"{len(v)} arrays {'>=' if big else '<'} 256 KB: {math.exp(sum(v) / len(v)):.3f}")
-
-
-def psnr_targets(paths: list[str], targets: list[float]) -> None:
-    """aezip --psnr T for each target T against SZ3 at the PSNR aezip reached."""
+def fixed_targets(paths: list[str], targets: list[float], table: str) -> None:
+    """aezip at each target T (the plain learned mode with --quality T, or --psnr T) against
+    SZ3 at the PSNR aezip reached; with the ratio of the streams alone beside the file's
+    and the storage each array took."""
     logs: dict[tuple[float, bool], list[float]] = {}
-    print("\n| array | KB | " + " | ".join(f"--psnr {t:g}: PSNR dB | ratio | SZ3 at that PSNR | aezip / SZ3"
-                                           for t in targets) + " |")
-    print("|---|---|" + "---|---|---|---|" * len(targets))
+    what = "learned --quality" if table == "learned" else "--psnr"
+    print(f"\n| array | KB | " + " | ".join(f"{what} {t:g}: PSNR dB | ratio | streams-only ratio | SZ3 at that PSNR | "
+                                          "aezip / SZ3" for t in targets) + " | storage |")
+    print("|---|---|" + "---|---|---|---|---|" * len(targets) + "---|")
     with tempfile.TemporaryDirectory() as tmp:
         for path in paths:
             x = np.load(path)
-            cells = []
+            cells, storage = [], set()
             for t in targets:
-                r = aezip.compress(x, os.path.join(tmp, "x.aez"), psnr=t, force=True)
+                kwargs = {"quality": t} if table == "learned" else {"psnr": t}
+                out = os.path.join(tmp, "x.aez")
+                r = aezip.compress(x, out, force=True, **kwargs)
+                storage |= {e.codec.storage for e in aezip.info(out).arrays}
                 sz = sz3_at_psnr(x, r.psnr)
+                streams = sum(e.figures.coded_bytes for e in aezip.info(out).arrays)
                 logs.setdefault((t, x.nbytes >= 256 * 1024), []).append(math.log(r.compression_ratio / sz))
-                cells.append(f"{r.psnr:.2f} | {r.compression_ratio:.1f} | {sz:.1f} | {r.compression_ratio / sz:.3f}")
-            print(f"| {os.path.basename(path)[:-4]} | {x.nbytes // 1024} | " + " | ".join(cells) + " |")
-    for (t, big), v in logs.items():
-        print(f"geometric mean aezip/SZ3 at equal PSNR, --psnr {t:g}, {len(v)} arrays {'>=' if big else '<'} 256 KB: "
+                cells.append(f"{r.psnr:.2f} | {r.compression_ratio:.1f} | {x.nbytes / max(1, streams):.1f} | "
+                             f"{sz:.1f} | {r.compression_ratio / sz:.3f}")
+            print(f"| {os.path.basename(path)[:-4]} | {x.nbytes // 1024} | " + " | ".join(cells)
+                  + f" | {', '.join(sorted(storage))} |", flush=True)
+    for (t, big), v in sorted(logs.items(), key=lambda kv: (not kv[0][1], kv[0][0])):
+        print(f"geometric mean aezip/SZ3 at equal PSNR, {what} {t:g}, {len(v)} arrays {'>=' if big else '<'} 256 KB: "
               f"{math.exp(sum(v) / len(v)):.3f}")
 
 

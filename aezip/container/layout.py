@@ -23,8 +23,9 @@ FORMAT = "aezip"
 FORMAT_VERSION = 5  # the version aezip writes: every record checksummed (formats/aezip-container-v5.md §1)
 SUPPORTED_VERSIONS = (1, 2, 3, 4, 5)
 CHECKSUMMED_SINCE = 5  # the first version whose header and entry records carry a CRC-32
-STORAGES = ("latent", "raw", "constant", "bounded")
+STORAGES = ("latent", "raw", "constant", "bounded", "transform")
 BASES = ("none", "model", "tiles")  # where a bounded prediction starts: 0, the model's x_hat, or it on some tiles
+TRANSFORMS = ("cdf97",)  # storage "transform": the wavelets a reader knows
 DTYPES = ("float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
 
 
@@ -172,6 +173,13 @@ class CodecParams(_Record):
     ``symbols_crc32`` is the CRC-32 of the decoded latents (int32, little-endian, C order);
     the stream's last ``escapes`` int32 values are the escaped latents;
     ``model`` indexes the container's model list (-1: no model).
+    "transform" (format version 5, the plain learned mode's coder, aezip.codec.transform):
+    x - ``offset`` went through ``levels`` levels of the ``transform`` wavelet over the
+    trailing ``ndim`` axes, its coefficients quantized with ``step`` and reconstructed with
+    the per-subband offsets ``thetas`` (units of step/64), the codes range-coded in
+    per-subband steps with table radii ``radii`` and ``escapes`` escaped codes;
+    ``symbols_crc32`` is the CRC-32 of the codes; ``integer``: the decoded values are
+    rounded to integers.
     """
 
     WHAT: ClassVar[str] = "codec"
@@ -180,7 +188,8 @@ class CodecParams(_Record):
         "symbols_crc32": "int", "escapes": "int", "model": "int", "mode": "str", "bound": "number", "levels": "int",
         "radii": "ints", "predictors": "ints", "residual_escapes": "int", "base": "str", "margin": "number",
         "base_check": "numbers", "integer": "bool", "fill_values": "numbers", "latent_coding": "str",
-        "latent_radii": "ints", "interpolation": "str", "weights": "ints", "coarse": "numbers", "filter": "ints"}
+        "latent_radii": "ints", "interpolation": "str", "weights": "ints", "coarse": "numbers", "filter": "ints",
+        "transform": "str", "step": "number", "thetas": "ints"}
 
     storage: str
     ndim: int = 0
@@ -208,6 +217,9 @@ class CodecParams(_Record):
     weights: list = field(default_factory=list)
     coarse: list = field(default_factory=list)
     filter: list = field(default_factory=list)
+    transform: str = ""
+    step: float = 0.0
+    thetas: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.storage not in STORAGES:
@@ -235,6 +247,15 @@ class CodecParams(_Record):
         if self.filter and not (self.storage == "bounded" and self.mode == "psnr" and self.base == "none"
                                 ):
             raise ValueError("filter weights on an array that is not --psnr bounded coding without a model")
+        if self.storage == "transform":
+            if self.transform not in TRANSFORMS:
+                raise ContainerError(f"an array is coded with the transform {self.transform!r}, which this aezip "
+                                     "does not know: upgrade aezip to read it")
+            if not (self.ndim in (1, 2, 3) and 0 <= self.levels <= 30 and self.step > 0
+                    and all(0 <= t < 64 for t in self.thetas)):
+                raise ValueError("transform coding needs ndim 1-3, 0-30 levels, a positive step and offsets in 0..63")
+        elif self.transform or self.step or self.thetas:
+            raise ValueError("transform keys on an array that is not transform coded")
 
     @property
     def uses_model(self) -> bool:
@@ -343,28 +364,6 @@ def _coarse_ok(coarse: list) -> bool:
     return 1 <= q < math.inf and s >= 1 and float(s).is_integer() and int(s) & (int(s) - 1) == 0
 
 
-def version_needed(codec: CodecParams) -> int:
-    """The lowest format version that can hold an entry coded this way (version 3:
-    ``coarse``; version 4: ``filter``; version 2 otherwise). A file of version N may hold
-    any entry that needs version N or less."""
-    return 5 if codec.storage == "transform" else 4 if codec.filter else 3 if codec.coarse else 2
-
-
-@dataclass(frozen=True, kw_only=True)
-class Container:
-    writer: str
-    source: SourceRef
-    arrays: tuple[ArrayEntry, ...]
-    models: tuple[ModelRef, ...] = ()
-    skeleton: bytes | None = None
-    embedded_model: bytes | None = None
-    format_version: int = FORMAT_VERSION
-
-
-# --- format v2: one JSON record per array entry and one for the root -----------------------
-
-STREAM_DTYPES = DTYPES  # a stream's values: little-endian numbers of one of these types
-
 # A range coder at 24-bit precision spends at least 2**-24 / ln 2 bits on a symbol, so one
 # byte of coded stream stands for at most 8 ln 2 * 2**24 < 2**27 symbols.
 CODED_SYMBOLS_PER_BYTE = 1 << 27
@@ -411,6 +410,28 @@ def check_names(arrays: Sequence[ArrayEntry], where: str) -> None:
                                  "the container is corrupted or forged")
         seen.add(key)
 
+
+def version_needed(codec: CodecParams) -> int:
+    """The lowest format version that can hold an entry coded this way (version 3:
+    ``coarse``; version 4: ``filter``; version 2 otherwise). A file of version N may hold
+    any entry that needs version N or less."""
+    return 5 if codec.storage == "transform" else 4 if codec.filter else 3 if codec.coarse else 2
+
+
+@dataclass(frozen=True, kw_only=True)
+class Container:
+    writer: str
+    source: SourceRef
+    arrays: tuple[ArrayEntry, ...]
+    models: tuple[ModelRef, ...] = ()
+    skeleton: bytes | None = None
+    embedded_model: bytes | None = None
+    format_version: int = FORMAT_VERSION
+
+
+# --- format v2: one JSON record per array entry and one for the root -----------------------
+
+STREAM_DTYPES = DTYPES  # a stream's values: little-endian numbers of one of these types
 
 
 def header_json(c: Container, n_arrays: int) -> str:

@@ -63,12 +63,18 @@ def list_models() -> list[dict]:
     return out
 
 
+CONV_DEFAULT = "conv-ae-v1"  # --model name of the built-in tiled conv autoencoder for the array's dimensionality
+
+
 def looks_like_path(spec: str) -> bool:
     return os.sep in spec or "/" in spec or os.path.isfile(spec)
 
 
 def find_model(spec: str | None = None, *, ndim: int | None = None, model_id: str | None = None) -> str:
-    """Path of the model named by ``spec`` (name, id prefix or path), by ``model_id``, or the default."""
+    """Path of the model named by ``spec`` (name, id prefix or path, or CONV_DEFAULT: the
+    built-in default for ``ndim``), by ``model_id``, or the default."""
+    if spec == CONV_DEFAULT:
+        spec = None
     if spec is not None and looks_like_path(spec):
         if not os.path.isfile(spec):
             raise ModelError(f"model file {spec} does not exist")

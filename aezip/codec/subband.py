@@ -1,0 +1,189 @@
+"""Quantization and context coding of wavelet subbands.
+
+Every subband of :mod:`.wavelet`'s decomposition is quantized with one step (the encoder
+chooses where to round, a dead zone that sends more small coefficients to 0; the
+decoder needs only the step and one reconstruction offset per subband) and range-coded
+with adaptive integer counts (:mod:`.adaptive`) in contexts that the decoder knows
+before it decodes a symbol:
+
+- the subbands go coarsest first, so each detail coefficient has a parent, the
+  coefficient of the same orientation one level coarser at the same place;
+- within a subband the coefficients go in two phases, a checkerboard: those whose
+  indices sum to an even number first, then the others, whose neighbours along every
+  axis are all of the first phase and so already decoded.
+
+The context of a coefficient is the class of (its parent's magnitude, and in the second
+phase the sum of its neighbours' magnitudes): symbols, contexts and tables are integers,
+so every machine decodes the same codes. Reconstruction is c = sign(q) (|q| - theta) step
+with theta in units of 1/64 per subband, stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ContainerError
+from . import adaptive, wavelet
+
+N_CLASSES = 8  # activity classes per phase
+LOW_CONTEXT = 2 * N_CLASSES  # the low-pass band's own context
+N_CONTEXTS = 2 * N_CLASSES + 1
+THETA_UNIT = 64
+_CLASS_OF = np.minimum(N_CLASSES - 1, np.array([int(a).bit_length() for a in range(1024)], np.uint8))
+
+
+@dataclass(frozen=True)
+class Band:
+    level: int
+    orientation: tuple[int, ...]
+    box: tuple[slice, ...]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(s.stop - s.start for s in self.box)
+
+    @property
+    def is_low(self) -> bool:
+        return not any(self.orientation)
+
+
+def bands(shape: tuple[int, ...], levels: int) -> list[Band]:
+    return [Band(lv, o, box) for lv, o, box in wavelet.subbands(shape, levels)]
+
+
+def _parity(shape: tuple[int, ...]) -> np.ndarray:
+    """True where the indices sum to an odd number (the second phase)."""
+    p = np.zeros(shape, np.bool_)
+    for a, n in enumerate(shape):
+        idx = [None] * len(shape)
+        idx[a] = slice(None)
+        p ^= (np.arange(n) % 2 == 1)[tuple(idx)]
+    return p
+
+
+def _in(q: np.ndarray, band: Band) -> np.ndarray:
+    """The band's coefficients in every plane (a view: planes along axis 0)."""
+    return q[(slice(None),) + band.box]
+
+
+def _parents(q: np.ndarray, band: Band, by_key: dict) -> np.ndarray | None:
+    """|parent| for every coefficient of ``band`` (int32), or None where it has none."""
+    parent = by_key.get((band.level + 1, band.orientation))
+    if parent is None:
+        return None
+    m = np.abs(_in(q, parent))
+    for a, (n_child, n_parent) in enumerate(zip(band.shape, parent.shape)):
+        if n_child != n_parent:
+            m = np.take(m, np.minimum(np.arange(n_child) // 2, n_parent - 1), axis=a + 1)
+    return m
+
+
+def _neighbours(m: np.ndarray) -> np.ndarray:
+    """Sum of |values| of the two neighbours along every spatial axis (axis 0 holds the
+    planes; 0 outside the band)."""
+    s = np.zeros(m.shape, np.int64)
+    for a in range(1, m.ndim):
+        if m.shape[a] < 2:
+            continue
+        lo = [slice(None)] * m.ndim
+        hi = [slice(None)] * m.ndim
+        lo[a], hi[a] = slice(1, None), slice(None, -1)
+        s[tuple(hi)] += m[tuple(lo)]
+        s[tuple(lo)] += m[tuple(hi)]
+    return s
+
+
+def _classes(activity: np.ndarray) -> np.ndarray:
+    return _CLASS_OF[np.minimum(activity, 1023)]
+
+
+def _contexts(q: np.ndarray, band: Band, by_key: dict, phase: int, where: np.ndarray) -> np.ndarray:
+    """The context of each coefficient of ``band`` at ``where`` (a mask) in ``phase``."""
+    if band.is_low:
+        return np.full(int(np.count_nonzero(where)), LOW_CONTEXT, np.uint8)
+    parent = _parents(q, band, by_key)
+    activity = np.zeros(int(np.count_nonzero(where)), np.int64) if parent is None else parent[where].astype(np.int64)
+    if phase == 1:
+        activity = activity + 2 * _neighbours(np.abs(_in(q, band)))[where]
+    return _classes(activity) + np.uint8(phase * N_CLASSES)
+
+
+def _phases(band: Band, planes: int):
+    """(phase, where) of each phase of a band, ``where`` over (planes,) + the band's shape."""
+    if band.is_low:
+        yield 0, np.ones((planes,) + band.shape, np.bool_)
+        return
+    odd = np.broadcast_to(_parity(band.shape), (planes,) + band.shape)
+    yield 0, ~odd
+    yield 1, odd
+
+
+@dataclass(frozen=True)
+class Coded:
+    stream: bytes
+    escapes: int
+    radii: list[int]
+    thetas: list[int]
+
+
+def quantize(y: np.ndarray, step: float, rounding: float) -> np.ndarray:
+    """q = sign(y) floor(|y| / step + rounding) as int32 (rounding 0.5: to nearest)."""
+    return (np.sign(y) * np.floor(np.abs(y) * (1.0 / step) + rounding)).astype(np.int32)
+
+
+def thetas_for(y: np.ndarray, q: np.ndarray, step: float, all_bands: Sequence[Band]) -> list[int]:
+    """Per band, the reconstruction offset (units of 1/64 of the step) that minimizes the
+    squared error of the non-zero coefficients: their mean of |q| - |y| / step."""
+    out = []
+    for b in all_bands:
+        qb = q[b.box]
+        nz = qb != 0
+        if b.is_low or not nz.any():
+            out.append(0)
+            continue
+        t = float(np.mean(np.abs(qb[nz]) - np.abs(y[b.box][nz]) * (1.0 / step)))
+        out.append(int(np.clip(round(t * THETA_UNIT), 0, THETA_UNIT // 2 - 1)))
+    return out
+
+
+def dequantize(q: np.ndarray, step: float, thetas: Sequence[int], all_bands: Sequence[Band]) -> np.ndarray:
+    y_hat = np.empty(q.shape, np.float64)
+    for b, t in zip(all_bands, thetas):
+        qb = q[b.box].astype(np.float64)
+        y_hat[b.box] = (qb - np.sign(qb) * (t / THETA_UNIT)) * step
+    return y_hat
+
+
+def encode(q: np.ndarray, levels: int) -> tuple[bytes, int, list[int]]:
+    """The stream of the codes ``q``: planes along axis 0, each in Mallat's layout of
+    ``levels`` levels over the other axes."""
+    all_bands = bands(q.shape[1:], levels)
+    by_key = {(b.level, b.orientation): b for b in all_bands}
+    steps = []
+    for b in all_bands:
+        qb = _in(q, b)
+        for phase, where in _phases(b, q.shape[0]):
+            steps.append((np.ascontiguousarray(qb[where]), _contexts(q, b, by_key, phase, where)))
+    return adaptive.encode(steps, N_CONTEXTS)
+
+
+def decode(stream: bytes, n_escapes: int, radii: Sequence[int], shape: tuple[int, ...], levels: int) -> np.ndarray:
+    """Invert :func:`encode`: the codes q (int32, ``shape``: planes, then the spatial axes)."""
+    all_bands = bands(shape[1:], levels)
+    n_steps = sum(1 if b.is_low else 2 for b in all_bands)
+    if len(radii) != n_steps:
+        raise ContainerError(f"the transform codes have {len(radii)} table radii for {n_steps} steps; "
+                             "the container is corrupted")
+    by_key = {(b.level, b.orientation): b for b in all_bands}
+    q = np.zeros(shape, np.int32)
+    decoder = adaptive.Decoder(stream, n_escapes, radii, N_CONTEXTS)
+    step = 0
+    for b in all_bands:
+        for phase, where in _phases(b, shape[0]):
+            _in(q, b)[where] = decoder.read(step, _contexts(q, b, by_key, phase, where))
+            step += 1
+    decoder.finish()
+    return q
