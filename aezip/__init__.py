@@ -3,12 +3,12 @@
 from ._version import __version__
 from .api import compress, decompress, info, verify
 from .errors import (AezipError, BoundExceededError, ChecksumError, ContainerError, FormatVersionError, InputError,
-                     InputNotFoundError, ModelError, ModelMismatchError, OutputExistsError, UnsupportedDataError,
+                     InputNotFoundError, ModelError, ModelMismatchError, OutputError, OutputExistsError, UnsupportedDataError,
                      UsageError, WorkerError)
 from .metrics import Quality, Report
 
 __all__ = [
     "AezipError", "BoundExceededError", "ChecksumError", "ContainerError", "FormatVersionError", "InputError",
-    "InputNotFoundError", "ModelError", "ModelMismatchError", "OutputExistsError", "Quality", "Report",
+    "InputNotFoundError", "ModelError", "ModelMismatchError", "OutputError", "OutputExistsError", "Quality", "Report",
     "UnsupportedDataError", "UsageError", "WorkerError", "__version__", "compress", "decompress", "info", "verify",
 ]

@@ -8,7 +8,9 @@ decompress: read the container (checksums) -> decode each array -> measure again
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -23,7 +25,7 @@ from . import progress
 from .coding import Models, spatial_ndim
 from .container import ArrayEntry, Container, ContainerWriter, ModelRef, SourceRef, read_container
 from .errors import BoundExceededError, UsageError
-from .fileutil import check_writable
+from .fileutil import check_space, check_writable
 from .metrics import Quality, Report, combine, psnr
 
 WRITER = f"aezip {__version__}"
@@ -141,17 +143,19 @@ def _fit(src, models: Models, ndim: int | None, steps: int) -> None:
 
 def _compress_input(src, output: str, models: Models, ndim, bound, memory: int, workers: int, force: bool,
                     t0: float) -> Report:
-    check_writable(output, force)
+    check_writable(output, force, inputs=(src.path,))
     parts = []
     with ContainerWriter(output, writer=WRITER, source=SourceRef(kind=src.kind, name=os.path.basename(src.path)),
                          force=force) as w:
         for fld in src.fields:
             t1 = time.perf_counter()
             entries, sizes = [], []
-            for entry in slabs.encode_field(fld, models, ndim, bound, memory, workers):
-                w.add(entry)  # its streams are in the file now: keep only their sizes
-                sizes.append({k: int(v.nbytes) for k, v in entry.streams.items()})
-                entries.append(dataclasses.replace(entry, streams={}))
+            # closed on a failed write, so that the workers end at once
+            with contextlib.closing(slabs.encode_field(fld, models, ndim, bound, memory, workers)) as coded:
+                for entry in coded:
+                    w.add(entry)  # its streams are in the file now: keep only their sizes
+                    sizes.append({k: int(v.nbytes) for k, v in entry.streams.items()})
+                    entries.append(dataclasses.replace(entry, streams={}))
             parts.append(_array_report(entries, seconds=time.perf_counter() - t1, refs=models.refs,
                                        stream_bytes=sizes))
         w.finish(models=models.refs, skeleton=src.skeleton,
@@ -166,7 +170,7 @@ def _compress_input(src, output: str, models: Models, ndim, bound, memory: int, 
 def decompress(path: str, output: str | None = None, *, model: str | None = None, device: str = "auto",
                original: str | np.ndarray | None = None, key: str | None = None, force: bool = False,
                write: bool = True, region: Sequence[tuple[int, int]] | None = None, threads: int | None = None,
-               ) -> tuple[np.ndarray | dict[str, np.ndarray], Report]:
+               memory: int = DEFAULT_MEMORY) -> tuple[np.ndarray | dict[str, np.ndarray], Report]:
     """Decode a container; write the reconstruction (unless ``write`` is False) and report.
 
     Returns the array (or a dict name -> array when the container holds several) and the
@@ -174,8 +178,20 @@ def decompress(path: str, output: str | None = None, *, model: str | None = None
     ``original`` (a path or an array) the errors are measured against it too; a measured
     error above a bound stored in the container raises ``BoundExceededError`` after writing.
     ``region``: one (start, stop) per axis; only that part is decoded (and only the slabs
-    it touches), and returned, measured and written.
+    it touches), and returned, measured and written. Slabs are decoded at most ``threads``
+    at once, as many as ``memory`` bytes hold; an output larger than its file system's free
+    space is refused before decoding.
     """
+    return _decompress(path, output, model=model, device=device, original=original, key=key, force=force,
+                       write=write, region=region, threads=threads, memory=memory, keep=True)
+
+
+def _decompress(path: str, output: str | None, *, model, device, original, key, force, write: bool, region,
+                threads, memory: int, keep: bool):
+    """:func:`decompress`; without ``keep`` (and ``write``) the decoded values are measured and
+    dropped, slab by slab, so that only the slabs in flight are in memory."""
+    if memory < 1 << 20:
+        raise UsageError(f"--memory must be at least 1 MB, got {memory} bytes")
     models = Models(model, device)  # no torch until a network runs
     t0 = time.perf_counter()
     c = read_container(path, streams="root")  # array streams are read entry by entry, when decoded
@@ -187,10 +203,14 @@ def decompress(path: str, output: str | None = None, *, model: str | None = None
         if output is None:
             output = aeio.default_output_name(path, kind)
         kind = aeio.output_kind(output) or kind
-        check_writable(output, force)
+        check_writable(output, force, inputs=(path, *_files(original, model)))
     models.embedded = c.embedded_model
     arrays = slabs.group([dataclasses.replace(e, streams=slabs.LazyStreams(path, i)) for i, e in enumerate(c.arrays)])
     references = _references(original, [g[0] for g in arrays], key)
+    if write:
+        boxes = [slabs.region_box(g[0].shape, region) for g in arrays]
+        check_space(output, sum(math.prod(s.stop - s.start for s in box) * np.dtype(g[0].dtype).itemsize
+                                for g, box in zip(arrays, boxes)))
     whole_file = kind == "hdf5" and c.skeleton is not None and region is None
     streaming = write and len(arrays) == 1 and arrays[0][0].slab is not None and kind in aeio.STREAMABLE \
         and not whole_file
@@ -201,11 +221,11 @@ def decompress(path: str, output: str | None = None, *, model: str | None = None
         shape = tuple(s.stop - s.start for s in box)
         if streaming:  # slab by slab into the output file: the array is never whole in memory
             with aeio.array_output(output, kind, e.name, shape, e.dtype, e.order, e.byteorder, force=force) as out:
-                measured, ratio = slabs.decode_into(g, out, models, c.models, box, ref, _workers(threads))
+                measured, ratio = slabs.decode_into(g, out, models, c.models, box, ref, _workers(threads), memory)
             results.append(aeio.open_written(output, kind, shape, e.dtype, e.byteorder))
         else:
-            out = np.empty(shape, dtype=np.dtype(e.dtype))
-            measured, ratio = slabs.decode_into(g, out, models, c.models, box, ref, _workers(threads))
+            out = np.empty(shape, dtype=np.dtype(e.dtype)) if keep else slabs.DISCARD
+            measured, ratio = slabs.decode_into(g, out, models, c.models, box, ref, _workers(threads), memory)
             results.append(out)
         parts.append(_array_report(g, seconds=time.perf_counter() - t0, refs=c.models, measured=measured,
                                    measured_ratio=ratio))
@@ -272,7 +292,16 @@ def info(path: str) -> Container:
     return read_container(path, streams=False)
 
 
-def verify(path: str, *, model: str | None = None, device: str = "auto") -> Report:
-    """Check every checksum and decode every array without writing anything."""
-    _, report = decompress(path, model=model, device=device, write=False)
+def verify(path: str, *, model: str | None = None, device: str = "auto", threads: int | None = None,
+           memory: int = DEFAULT_MEMORY) -> Report:
+    """Check every checksum and decode every array without writing anything, holding only
+    the slabs in flight: at most ``threads`` at once, as many as ``memory`` bytes hold."""
+    _, report = _decompress(path, None, model=model, device=device, original=None, key=None, force=False,
+                            write=False, region=None, threads=threads, memory=memory, keep=False)
     return report
+
+
+def _files(original, model: str | None) -> list[str]:
+    """The files besides the container that decompress reads: an output must not be one of them."""
+    files = [aeio.split_spec(original)[0]] if isinstance(original, str) else []
+    return files + ([model] if model and os.path.isfile(model) else [])

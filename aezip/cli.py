@@ -1,15 +1,20 @@
 """The ``aezip`` command: argparse subcommands over the API, no codec logic here.
 
 Exit status: 0 success; 1 internal error (a bug); 2 usage error, bad input, unreadable
-or corrupted container; 3 a measured error above a stored bound; 130 interrupted.
+or corrupted container, an output that cannot be written; 3 a measured error above a
+stored bound; 130 interrupted (SIGINT); 128 + N ended by signal N (SIGTERM 143, SIGHUP 129),
+which unwinds like SIGINT: temporary files are removed and worker processes ended.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import contextlib
 import os
+import signal
 import sys
+import threading
 import traceback
 
 from . import progress
@@ -17,6 +22,7 @@ from ._version import __version__
 from .errors import AezipError, BoundExceededError, UsageError
 from .metrics import Report
 
+DECODE_MEMORY_HELP = "memory the slabs decoded at once may use (default 1G; one slab at least)"
 RAW_HELP = ("raw binary input: shape in C order, slowest axis first, e.g. 100,500,500 "
             "(SDRBench lists dimensions fastest first: reverse them)")
 
@@ -85,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "of float32, not at 17 MB; see the README)")
     c.add_argument("--fit-steps", type=int, default=300, metavar="N", help="training steps of --fit (default 300)")
     c.add_argument("--memory", type=_bytes, metavar="SIZE",
-                   help="memory the coders may use (default 1G); larger arrays are coded in slabs along axis 0")
+                   help="memory the coders may use (default 1G); larger arrays are coded in slabs along axis 0, "
+                        "and the slabs depend on this and the shape only, never on --threads")
     b = c.add_argument_group("error bounds (at most one; without: the plain learned mode, error measured "
                              "not guaranteed; integer arrays are then coded losslessly)")
     modes = b.add_mutually_exclusive_group()
@@ -102,12 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--key", help="the array of REF to compare with (npz name or /group/dataset)")
     d.add_argument("--region", type=_region, metavar="START:STOP,...",
                    help="decode only this part: one half-open START:STOP per axis, like a Python slice")
+    d.add_argument("--memory", type=_bytes, metavar="SIZE", help=DECODE_MEMORY_HELP)
 
     i = sub.add_parser("info", parents=[common], help="describe a container without decoding it")
     i.add_argument("input", metavar="FILE.aez")
 
     v = sub.add_parser("verify", parents=[common], help="check every checksum and decode without writing")
     v.add_argument("input", metavar="FILE.aez")
+    v.add_argument("--memory", type=_bytes, metavar="SIZE", help=DECODE_MEMORY_HELP)
 
     t = sub.add_parser("train", parents=[common], help="train a model on your own arrays",
                        description="Train a model on your arrays. Under torchrun it trains on every process "
@@ -205,7 +214,7 @@ def _cmd_compress(a) -> dict:
 
     r = api.compress(a.input, a.output, model=a.model, ndim=a.ndim, device=a.device, key=a.key,
                      shape=a.shape, dtype=a.dtype, force=a.force, abs=a.abs, rel=a.rel, psnr=a.psnr,
-                     pw_rel=a.pw_rel, memory=api.DEFAULT_MEMORY if a.memory is None else a.memory,
+                     pw_rel=a.pw_rel, memory=_memory(a),
                      threads=a.threads, fit=a.fit, fit_steps=a.fit_steps)
     return _emit(a, r, "compressed")
 
@@ -214,8 +223,14 @@ def _cmd_decompress(a) -> dict:
     from . import api
 
     _, r = api.decompress(a.input, a.output, model=a.model, device=a.device, original=a.original,
-                          key=a.key, force=a.force, region=a.region, threads=a.threads)
+                          key=a.key, force=a.force, region=a.region, threads=a.threads, memory=_memory(a))
     return _emit(a, r, "decompressed")
+
+
+def _memory(a) -> int:
+    from .slabs import DEFAULT_MEMORY
+
+    return DEFAULT_MEMORY if a.memory is None else a.memory
 
 
 def _emit(a, r: Report, verb: str) -> dict:
@@ -228,7 +243,7 @@ def _cmd_verify(a) -> dict:
     from . import api
     from .container.layout import CHECKSUMMED_SINCE
 
-    r = api.verify(a.input, model=a.model, device=a.device)
+    r = api.verify(a.input, model=a.model, device=a.device, threads=a.threads, memory=_memory(a))
     if not a.quiet and not a.json:
         version = api.info(a.input).format_version
         what = "every checksum verified" if version >= CHECKSUMMED_SINCE else \
@@ -460,7 +475,43 @@ COMMANDS = {"compress": _cmd_compress, "decompress": _cmd_decompress, "info": _c
             "bench": _cmd_bench}
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: raised in the main thread, it unwinds as Ctrl-C does."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+TERMINATING = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+def _terminate(signum, frame):
+    for sig in TERMINATING:  # the cleanup is not itself interrupted by a second signal
+        signal.signal(sig, signal.SIG_IGN)
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def _signals_unwind():
+    """SIGTERM and SIGHUP raise :class:`Terminated` while the command runs (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _terminate) for sig in TERMINATING}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
+    with _signals_unwind():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         a = build_parser().parse_args(argv)
         progress.set_enabled(not a.quiet)
@@ -478,6 +529,9 @@ def main(argv: list[str] | None = None) -> int:
     except AezipError as e:
         print(f"aezip: error: {e}", file=sys.stderr)
         return 2
+    except Terminated as e:
+        print(f"aezip: ended by {signal.Signals(e.signum).name}", file=sys.stderr)
+        return 128 + e.signum
     except KeyboardInterrupt:
         print("aezip: interrupted", file=sys.stderr)
         return 130

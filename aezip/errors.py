@@ -33,6 +33,10 @@ class OutputExistsError(AezipError, FileExistsError):
     """The output file exists and ``force`` was not given."""
 
 
+class OutputError(AezipError, OSError):
+    """An output that cannot be written: a full disk, a read-only or forbidden folder."""
+
+
 class ContainerError(AezipError, ValueError):
     """A container that cannot be read: not aezip, truncated, or corrupted."""
 

@@ -9,8 +9,12 @@ Linux it codes slabs in forked worker processes instead of threads.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
 import multiprocessing
+import os
+import signal
 import sys
 import threading
 import warnings
@@ -29,24 +33,28 @@ from .container import ArrayEntry, read_streams
 from .errors import ContainerError, UsageError, WorkerError
 from .metrics import Accumulator, valid_mask
 
-DEFAULT_MEMORY = 1 << 30  # bytes: what coding one slab may use (--memory)
+DEFAULT_MEMORY = 1 << 30  # bytes: what coding (or decoding) the slabs at once may use (--memory)
 CODING_BYTES_PER_VALUE = 96  # peak working memory of the coders per value of a slab
-PARALLEL_VALUES = 1 << 22  # arrays with more values get at least one slab per thread
+SLAB_VALUES = 1 << 22  # a slab holds about this many values at most, so that a large array codes on several workers
+SLABS_AT_ONCE = 2  # a slab needs at most 1/SLABS_AT_ONCE of --memory, so that this many code at once within it
 
 
-def slab_rows(shape: tuple[int, ...], memory: int, workers: int = 1) -> int:
-    """Rows along axis 0 per slab: ``workers`` slabs coded at once stay within ``memory``
-    bytes, and a large array gets at least one slab per worker."""
+def slab_rows(shape: tuple[int, ...], memory: int) -> int:
+    """Rows along axis 0 per slab. They depend on the shape and ``memory`` alone, never on
+    the number of workers, so that the streams are the same whatever ``--threads`` is: a
+    slab holds about SLAB_VALUES values at most, and needs at most 1/SLABS_AT_ONCE of ``memory``."""
     row_values = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
     n = shape[0]
-    cap = max(1, memory // (max(1, workers) * CODING_BYTES_PER_VALUE * row_values))
-    rows = _whole_grids(cap, cap)
-    if workers > 1 and n * row_values > PARALLEL_VALUES:
-        # a multiple of ``workers`` slabs of equal size, so that no thread waits on a last odd slab
-        k = -(-n // min(rows, n))
-        k += -k % workers
-        rows = _whole_grids(-(-n // k), cap)
-    return min(rows, n)
+    cap = max(1, memory // (SLABS_AT_ONCE * CODING_BYTES_PER_VALUE * row_values))
+    # slabs of equal size (so that no worker waits on a last odd one), as few as these limits allow
+    k = max(-(-n * row_values // SLAB_VALUES), -(-n // cap))
+    return min(_whole_grids(-(-n // k), cap), n)
+
+
+def at_once(slab_values: int, memory: int, workers: int) -> int:
+    """How many slabs of ``slab_values`` values to code or decode at once: at most
+    ``workers``, within ``memory`` bytes (one at least, whatever its size)."""
+    return max(1, min(workers, memory // max(1, slab_values * CODING_BYTES_PER_VALUE)))
 
 
 def _whole_grids(rows: int, cap: int) -> int:
@@ -69,10 +77,32 @@ def _run(item):
     return result, [w.message for w in caught]
 
 
+_parent = None  # the process id of the forking parent, which workers outlive never
+
+
 def _worker_start() -> None:
+    end_with_parent(_parent)
+    # the parent alone handles an interruption (it starts no new slab, and the workers end with the
+    # pool): a worker killed while it sends its result, by a signal to the whole process group,
+    # would leave the parent waiting on the rest of the message for ever
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
     torch = sys.modules.get("torch")
     if torch is not None:  # OpenMP's thread pool does not survive a fork: run the network on one thread
         torch.set_num_threads(1)
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def end_with_parent(parent: int | None) -> None:
+    """Have the kernel kill this (forked) process when its parent dies, even by SIGKILL
+    (Linux's PR_SET_PDEATHSIG): an orphaned worker would hold the caller's stdout open
+    and its memory for ever. Workers are forked on Linux only; elsewhere they are threads."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if parent is not None and os.getppid() != parent:  # it died before the call above
+        os._exit(1)
 
 
 def in_order(func, items, workers: int, processes: bool = False):
@@ -89,8 +119,8 @@ def in_order(func, items, workers: int, processes: bool = False):
     forked = processes and sys.platform.startswith("linux") and threading.active_count() == 1 \
         and not multiprocessing.current_process().daemon
     if forked:
-        global _task
-        _task, submit = func, _run
+        global _task, _parent
+        _task, _parent, submit = func, os.getpid(), _run
         try:
             pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                                        initializer=_worker_start)
@@ -108,23 +138,30 @@ def in_order(func, items, workers: int, processes: bool = False):
         return value
 
     try:
-        with pool:
-            pending: deque = deque()
-            for item in items:
-                pending.append(pool.submit(submit, item))
-                if len(pending) >= workers:
-                    yield result(pending.popleft())
-            while pending:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(submit, item))
+            if len(pending) >= workers:
                 yield result(pending.popleft())
+        while pending:
+            yield result(pending.popleft())
     except BrokenProcessPool:
+        pool.shutdown(cancel_futures=True)
         raise WorkerError("a worker process died (out of memory?): give --threads 1, or a lower --memory") from None
+    except BaseException:
+        # an error, an interruption or the caller stopped: no new item starts, and the running ones
+        # finish (a slab, about a second); a worker killed while it sends its result would leave
+        # the pool waiting on the rest of the message for ever
+        pool.shutdown(cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def encode_field(fld, models: Models, ndim: int | None, bound: Bound | None, memory: int, workers: int):
     """The container entries of one field: the whole array, or its slabs along axis 0."""
     x = fld.x
     byteorder = ">" if fld.byteorder == ">" else "<"
-    rows = slab_rows(x.shape, memory, workers) if x.ndim >= 1 and x.shape[0] > 1 else 1
+    rows = slab_rows(x.shape, memory) if x.ndim >= 1 and x.shape[0] > 1 else 1
     if x.ndim == 0 or rows >= x.shape[0]:
         yield encode_array(aeio.load(x), fld.name, models, ndim, bound=bound, order=fld.order, byteorder=byteorder,
                            fill_values=fld.fill_values)[0]
@@ -144,6 +181,7 @@ def encode_field(fld, models: Models, ndim: int | None, bound: Bound | None, mem
                             byteorder=byteorder, fill_values=fld.fill_values, vrange=vrange,
                             full_shape=tuple(x.shape), slab=(a, b))[0]
 
+    workers = at_once(rows * (x.size // x.shape[0]), memory, workers)
     yield from in_order(code, progress_slabs(starts, fld.name), workers, processes=bound is not None)
 
 
@@ -200,11 +238,21 @@ def region_text(region: Sequence[tuple[int, int]]) -> str:
     return ",".join(f"{a}:{b}" for a, b in region)
 
 
+class _Discard:
+    """An output that drops what is written into it: verify measures slabs and keeps none."""
+
+    def __setitem__(self, key, value) -> None:
+        pass
+
+
+DISCARD = _Discard()
+
+
 def decode_into(entries: list[ArrayEntry], out, models: Models, refs, box: tuple[slice, ...], ref,
-                 workers: int = 1):
+                workers: int = 1, memory: int = DEFAULT_MEMORY):
     """Decode an array's part ``box`` into ``out``, slab by slab (a slab outside the box is
-    never decoded; ``workers`` slabs at once), measuring against ``ref`` (the whole
-    reference array, possibly lazy)."""
+    never decoded; at most ``workers`` slabs at once, as many as ``memory`` holds), measuring
+    against ``ref`` (the whole reference array, possibly lazy)."""
     first = entries[0]
     if ref is not None and tuple(ref.shape) != tuple(first.shape):
         raise UsageError(f"--original {first.name or 'array'} has shape {tuple(ref.shape)}, the container "
@@ -218,18 +266,20 @@ def decode_into(entries: list[ArrayEntry], out, models: Models, refs, box: tuple
 
     needed = [e for e in entries if span(e)[0] < span(e)[1]]
     bounded = all(e.codec.storage == "bounded" for e in needed)
-    decoded = in_order(lambda e: decode_array(_loaded(e), models, refs), needed, workers,
-                       processes=bounded and len(needed) > 1)
-    for e, x_hat in zip(needed, decoded):
-        (lo, hi), a = span(e), e.slab[0] if e.slab is not None else 0
-        if e.slab is None:
-            part, target, ref_rows = x_hat[box], (), box
-        else:
-            part = x_hat[(slice(lo - a, hi - a),) + box[1:]]
-            target, ref_rows = (slice(lo - rows.start, hi - rows.start),), (slice(lo, hi),) + box[1:]
-        out[target] = part
-        if acc is not None:
-            x = aeio.load(ref, ref_rows[0] if ref_rows else None)[(slice(None),) + tuple(ref_rows[1:])] \
-                if ref_rows else aeio.load(ref)
-            acc.add(x, part, valid_mask(x, first.codec.fill_values), e.figures.bound)
+    workers = at_once(max((e.size for e in needed), default=1), memory, workers)
+    decoded = contextlib.closing(in_order(lambda e: decode_array(_loaded(e), models, refs), needed, workers,
+                                          processes=bounded and len(needed) > 1))
+    with decoded as slabs_decoded:  # a failed write ends the workers at once
+        for e, x_hat in zip(needed, slabs_decoded):
+            (lo, hi), a = span(e), e.slab[0] if e.slab is not None else 0
+            if e.slab is None:
+                part, target, ref_rows = x_hat[box], (), box
+            else:
+                part = x_hat[(slice(lo - a, hi - a),) + box[1:]]
+                target, ref_rows = (slice(lo - rows.start, hi - rows.start),), (slice(lo, hi),) + box[1:]
+            out[target] = part
+            if acc is not None:
+                x = aeio.load(ref, ref_rows[0] if ref_rows else None)[(slice(None),) + tuple(ref_rows[1:])] \
+                    if ref_rows else aeio.load(ref)
+                acc.add(x, part, valid_mask(x, first.codec.fill_values), e.figures.bound)
     return acc.result() if acc is not None else (None, None)

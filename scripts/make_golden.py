@@ -121,11 +121,51 @@ def main() -> None:
             np.save(src, x)
             aezip.compress(src, aez, **mode)
             print(name, x.shape, x.dtype, mode)
+    write_frames()
     src = os.path.join(folder, "several.npz")
     if not os.path.exists(os.path.join(folder, "several.aez")):
         np.savez(src, series=sample_field((2000,), seed=7).astype(np.float64), image=sample_field((40, 50), seed=8))
         aezip.compress(src, os.path.join(folder, "several.aez"))
         print("several.npz")
+
+
+def frame_cases():
+    """(name, x, encode_chunk's keywords) of the golden frames (formats/aezip-frame-v1.md)."""
+    yield "bounded-abs-2d", sample_field((64, 48), seed=71), {"abs": 1e-3}
+    yield "bounded-rel-range-3d", sample_field((16, 20, 24), seed=72) * 2, {"rel": 1e-3, "value_range": 20.0}
+    with_nan = sample_field((40, 30), seed=73).astype(np.float64)
+    with_nan[-1, 10:], with_nan[3, 3] = np.nan, -np.inf
+    yield "nodata-fill-2d", with_nan, {"abs": 1e-2, "fill_values": [with_nan[5, 5]]}
+    yield "pw-rel-1d", (10.0 ** np.random.default_rng(74).uniform(-3, 3, 500)).astype(np.float32), {"pw_rel": 1e-3}
+    yield "psnr-2d", sample_field((80, 60), seed=75), {"psnr": 40}
+    yield "int16-lossless", np.rint(sample_field((30, 40), seed=76) * 1000).astype(np.int16), {}
+    yield "constant", np.full((5, 7), -1.25), {"abs": 1e-3}
+    yield "raw", np.array([0.5, 1e-30, -3.0e30, 7.0], np.float32), {"abs": 1e-35}
+
+
+def write_frames() -> None:
+    """formats/golden/frame-v1/: each frame with its original, and one whose bounded coding
+    starts from the default 2-D model's prediction (the model named by its content id)."""
+    from aezip import coding
+    from aezip.chunk import encode_chunk
+    from tests.common import model_field
+
+    folder = os.path.join(ROOT, "formats", "golden", "frame-v1")
+    os.makedirs(folder, exist_ok=True)
+    cases = list(frame_cases())
+    cases.append(("bounded-model-2d", model_field((64, 128), 128), {"rel": 1e-3, "model": load_model(ndim=2).name}))
+    gate, coding._model_may_pay = coding._model_may_pay, lambda *a: True  # the default model's figures say no
+    try:
+        for name, x, how in cases:
+            stem = os.path.join(folder, name)
+            if os.path.exists(stem + ".aezf"):  # golden files are written once and kept forever
+                continue
+            np.save(stem + ".npy", x)
+            with open(stem + ".aezf", "wb") as f:
+                f.write(encode_chunk(x, **how))
+            print("frame", name, x.shape, x.dtype, how)
+    finally:
+        coding._model_may_pay = gate
 
 
 def mask_cases():

@@ -22,7 +22,7 @@ MB = 1 << 20
 def test_slab_rows_follow_the_memory_budget():
     assert slabs.slab_rows((100, 50), 1 << 30) == 100  # fits: one piece
     rows = slabs.slab_rows((100000, 1000), 256 * MB)
-    assert rows * 1000 * slabs.CODING_BYTES_PER_VALUE <= 256 * MB and rows % 64 == 0
+    assert slabs.SLABS_AT_ONCE * rows * 1000 * slabs.CODING_BYTES_PER_VALUE <= 256 * MB and rows % 64 == 0
     assert slabs.slab_rows((10, 10**7), MB) == 1  # at least one row
 
 
@@ -32,7 +32,7 @@ def test_slabs_roundtrip_and_keep_the_bound(mode, tmp_path):
     x[17, 3], x[250, 100] = np.nan, -np.inf
     p = str(tmp_path / "s.aez")
     with pytest.MonkeyPatch.context() as m:  # slabs of 64 rows on a small array (--memory has a 1 MB floor)
-        m.setattr(slabs, "slab_rows", lambda shape, memory, workers=1: 64)
+        m.setattr(slabs, "slab_rows", lambda shape, memory: 64)
         r = aezip.compress(x, p, **mode)
     c = aezip.info(p)
     assert [e.slab for e in c.arrays] == [(0, 64), (64, 128), (128, 192), (192, 256), (256, 300)]
@@ -55,7 +55,7 @@ def test_region_decodes_only_the_slabs_it_needs(tmp_path, monkeypatch):
 
     x = sample_field((256, 90), seed=12)
     p = str(tmp_path / "r.aez")
-    monkeypatch.setattr(slabs, "slab_rows", lambda shape, memory, workers=1: 64)
+    monkeypatch.setattr(slabs, "slab_rows", lambda shape, memory: 64)
     aezip.compress(x, p, rel=1e-3)
     decoded = []
     original = coding.decode_array
@@ -80,7 +80,7 @@ def test_region_out_of_range(tmp_path):
 def test_missing_slab_is_detected(tmp_path, monkeypatch):
     x = sample_field((200, 30), seed=14)
     p = str(tmp_path / "m.aez")
-    monkeypatch.setattr(slabs, "slab_rows", lambda shape, memory, workers=1: 64)
+    monkeypatch.setattr(slabs, "slab_rows", lambda shape, memory: 64)
     aezip.compress(x, p, abs=0.01)
     edit_record(p, 1, lambda r: r.update(slab=[64, 120]))
     with pytest.raises(aezip.ContainerError, match="slabs do not tile"):
@@ -98,7 +98,8 @@ def test_cli_memory_and_region(tmp_path, capsys):
     aez = tmp_path / "x.aez"
     assert cli.main(["compress", str(src), "-o", str(aez), "--rel", "1e-3", "--memory", "1M", "--threads", "1",
                      "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["slabs"] == 2  # 1 MB holds 128 rows of 64 values
+    # 1 MB holds two slabs of 85 rows of 64 values at once: three slabs of equal size
+    assert json.loads(capsys.readouterr().out)["slabs"] == 3
     out = tmp_path / "part.npy"
     assert cli.main(["decompress", str(aez), "-o", str(out), "--region", "10:20,5:64", "--quiet"]) == 0
     assert np.load(out).shape == (10, 59)
@@ -117,7 +118,7 @@ def test_large_inputs_are_read_slab_by_slab(kind, tmp_path, monkeypatch):
 
     for module in (npy, raw, hdf5):
         monkeypatch.setattr(module, "LAZY_BYTES", 1000)
-    monkeypatch.setattr(slabs, "slab_rows", lambda shape, memory, workers=1: 64)
+    monkeypatch.setattr(slabs, "slab_rows", lambda shape, memory: 64)
     x = sample_field((150, 40), seed=16)
     if kind.startswith("npy"):
         src = tmp_path / "x.npy"
@@ -146,7 +147,7 @@ def test_large_inputs_are_read_slab_by_slab(kind, tmp_path, monkeypatch):
 def test_slabbed_arrays_stream_into_the_output(out_name, tmp_path, monkeypatch):
     import h5py
 
-    monkeypatch.setattr(slabs, "slab_rows", lambda shape, memory, workers=1: 64)
+    monkeypatch.setattr(slabs, "slab_rows", lambda shape, memory: 64)
     x = sample_field((150, 40), seed=17)
     src = tmp_path / "x.npy"
     np.save(src, x)
@@ -170,12 +171,12 @@ def test_slabbed_arrays_stream_into_the_output(out_name, tmp_path, monkeypatch):
 
 
 def test_large_arrays_get_a_slab_per_thread_and_decode_the_same_with_any_thread_count(tmp_path):
-    assert slabs.slab_rows((4096, 2048), 1 << 30, workers=2) == 2048
-    assert slabs.slab_rows((100, 100), 1 << 30, workers=2) == 100  # small: one piece
+    assert slabs.slab_rows((4096, 2048), 1 << 30) == 2048  # 2^22 values a slab
+    assert slabs.slab_rows((100, 100), 1 << 30) == 100  # small: one piece
     x = sample_field((300, 80), seed=18)
     p = str(tmp_path / "t.aez")
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(slabs, "PARALLEL_VALUES", 1000)
+        m.setattr(slabs, "SLAB_VALUES", 12000)
         r = aezip.compress(x, p, rel=1e-3, threads=2)
     assert r.slabs == 2
     one, _ = aezip.decompress(p, write=False, threads=1)
@@ -185,7 +186,7 @@ def test_large_arrays_get_a_slab_per_thread_and_decode_the_same_with_any_thread_
 
 def test_psnr_mode_in_slabs(tmp_path, monkeypatch):
     """Each slab settles on its own bound; the whole array reaches the PSNR and each value its slab's bound."""
-    monkeypatch.setattr(slabs, "slab_rows", lambda shape, memory, workers=1: 64)
+    monkeypatch.setattr(slabs, "slab_rows", lambda shape, memory: 64)
     x = sample_field((200, 80), seed=19)
     x[:64] *= 0.1  # a quiet slab and loud ones
     p = str(tmp_path / "p.aez")
@@ -199,7 +200,7 @@ def test_psnr_mode_in_slabs(tmp_path, monkeypatch):
 def test_psnr_filter_in_slabs(tmp_path, monkeypatch):
     """Each slab fits its own filter and filters within its own rows, so a region decodes
     to the same values as the whole array."""
-    monkeypatch.setattr(slabs, "slab_rows", lambda shape, memory, workers=1: 64)
+    monkeypatch.setattr(slabs, "slab_rows", lambda shape, memory: 64)
     x = (sample_field((200, 180), seed=21) * 3).astype(np.float32)
     p = str(tmp_path / "p.aez")
     r = aezip.compress(x, p, psnr=60)
@@ -221,8 +222,8 @@ def test_slabs_coded_in_worker_processes_are_those_of_one_thread(tmp_path):
     for threads in (1, 2):
         p = str(tmp_path / f"t{threads}.aez")
         with pytest.MonkeyPatch.context() as m:
-            m.setattr(slabs, "PARALLEL_VALUES", 1000)
-            m.setattr(slabs, "slab_rows", lambda shape, memory, workers=1: 64)
+            m.setattr(slabs, "SLAB_VALUES", 12000)
+            m.setattr(slabs, "slab_rows", lambda shape, memory: 64)
             aezip.compress(x, p, rel=1e-3, threads=threads)
         streams.append([{k: v.tobytes() for k, v in read_streams(p, i).items()} for i in range(5)])
     assert streams[0] == streams[1]
@@ -236,7 +237,7 @@ def test_a_failing_worker_process_is_one_clear_error(tmp_path, monkeypatch, how)
             os._exit(1)
         raise aezip.UnsupportedDataError("this slab cannot be coded")
 
-    monkeypatch.setattr(slabs, "slab_rows", lambda shape, memory, workers=1: 64)
+    monkeypatch.setattr(slabs, "slab_rows", lambda shape, memory: 64)
     monkeypatch.setattr(slabs, "encode_array", fail)
     p = str(tmp_path / "t.aez")
     error = aezip.WorkerError if how == "death" else aezip.UnsupportedDataError
@@ -251,7 +252,7 @@ def test_warnings_in_worker_processes_reach_the_caller(tmp_path, monkeypatch):
         warnings.warn("slab warning", UserWarning)
         return encode_array(*args, **kwargs)
 
-    monkeypatch.setattr(slabs, "slab_rows", lambda shape, memory, workers=1: 64)
+    monkeypatch.setattr(slabs, "slab_rows", lambda shape, memory: 64)
     monkeypatch.setattr(slabs, "encode_array", warn_and_code)
     with pytest.warns(UserWarning, match="slab warning"):
         aezip.compress(sample_field((300, 80), seed=21), str(tmp_path / "t.aez"), rel=1e-3, threads=2)
@@ -262,14 +263,14 @@ def test_threads_where_worker_processes_cannot_start(tmp_path, monkeypatch):
         raise OSError("no /dev/shm")
 
     monkeypatch.setattr(slabs, "ProcessPoolExecutor", no_semaphores)
-    monkeypatch.setattr(slabs, "PARALLEL_VALUES", 1000)
+    monkeypatch.setattr(slabs, "SLAB_VALUES", 12000)
     x = sample_field((300, 80), seed=21)
     r = aezip.compress(x, str(tmp_path / "t.aez"), rel=1e-3, threads=2)
     assert r.slabs == 2
 
 
 def _compress_in_a_pool_worker(path: str) -> int:
-    slabs.PARALLEL_VALUES = 1000
+    slabs.SLAB_VALUES = 12000
     r = aezip.compress(sample_field((300, 80), seed=21), path, rel=1e-3, threads=2)
     return r.slabs
 
@@ -284,3 +285,73 @@ def test_compress_inside_a_multiprocessing_pool_worker(tmp_path):
     x = sample_field((300, 80), seed=21)
     x_hat, _ = aezip.decompress(str(tmp_path / "t.aez"), write=False)
     assert np.max(np.abs(x_hat.astype(np.float64) - x)) <= 1e-3 * (float(x.max()) - float(x.min()))
+
+
+def entry_streams(path: str) -> list[tuple]:
+    """Each entry's rows and stream bytes: what must not depend on --threads (records hold timings)."""
+    return [(e.slab, {k: v.tobytes() for k, v in read_streams(path, i).items()})
+            for i, e in enumerate(aezip.info(path).arrays)]
+
+
+def test_slabs_depend_on_shape_and_memory_never_on_threads():
+    for shape in [(4096, 4096), (512, 1024, 1024), (10**6,), (3000, 7)]:
+        for memory in (MB, 64 * MB, 1 << 30):
+            rows = slabs.slab_rows(shape, memory)
+            row_values = int(np.prod(shape[1:]))
+            assert rows == 1 or slabs.SLABS_AT_ONCE * rows * row_values * slabs.CODING_BYTES_PER_VALUE <= memory
+            assert rows * row_values <= slabs.SLAB_VALUES + 63 * row_values or rows == 1  # within a grid of 64
+    assert slabs.slab_rows((4096, 4096), 1 << 30) == 1024  # 2^24 values: four slabs, for two or more workers
+    assert slabs.at_once(1 << 22, 1 << 30, workers=16) == 2  # memory, not the thread count, bounds the slabs at once
+    assert slabs.at_once(1 << 22, 1 << 30, workers=1) == 1 and slabs.at_once(1 << 30, MB, workers=8) == 1
+
+
+@pytest.mark.parametrize("mode", [{"rel": 1e-3}, {}])
+def test_the_same_streams_whatever_threads(tmp_path, monkeypatch, mode):
+    monkeypatch.setattr(slabs, "SLAB_VALUES", 6000)  # 24,000 values: four slabs
+    x = sample_field((300, 80), seed=22)
+    streams = []
+    for threads in (1, 2):
+        p = str(tmp_path / f"t{threads}.aez")
+        aezip.compress(x, p, threads=threads, **mode)
+        streams.append(entry_streams(p))
+    assert len(streams[0]) == 4 and streams[0] == streams[1]
+
+
+def test_decompress_and_verify_take_memory(tmp_path, monkeypatch, capsys):
+    from aezip import cli
+
+    monkeypatch.setattr(slabs, "slab_rows", lambda shape, memory: 128)  # slabs of 128 x 80 values: 0.98 MB to decode
+    x = sample_field((512, 80), seed=23)
+    p = str(tmp_path / "m.aez")
+    aezip.compress(x, p, rel=1e-3)
+    at_once = []
+    real = slabs.in_order
+
+    def spy(func, items, workers, processes=False):
+        at_once.append(workers)
+        return real(func, items, workers, processes)
+
+    monkeypatch.setattr(slabs, "in_order", spy)
+    two, _ = aezip.decompress(p, write=False, threads=2, memory=2 * MB)
+    one, _ = aezip.decompress(p, write=False, threads=2, memory=MB)
+    np.testing.assert_array_equal(one, two)
+    aezip.verify(p, threads=2, memory=MB)
+    assert at_once == [2, 1, 1]
+    out = tmp_path / "m.npy"
+    assert cli.main(["decompress", p, "-o", str(out), "--memory", "1M", "--threads", "2", "--quiet"]) == 0
+    assert cli.main(["verify", p, "--memory", "3M", "--quiet"]) == 0
+    assert at_once[-2:] == [1, 2]
+    np.testing.assert_array_equal(np.load(out), one)
+    assert cli.main(["verify", p, "--memory", "1K"]) == 2 and "--memory must be at least 1 MB" in capsys.readouterr().err
+
+
+def test_verify_holds_no_whole_array(tmp_path, monkeypatch):
+    """verify measures each slab and drops it: nothing the size of the array is allocated."""
+    monkeypatch.setattr(slabs, "slab_rows", lambda shape, memory: 64)
+    p = str(tmp_path / "v.aez")
+    aezip.compress(sample_field((512, 80), seed=24), p, rel=1e-3)
+    allocated = []
+    real = np.empty
+    monkeypatch.setattr(aezip.api.np, "empty", lambda shape, *a, **k: allocated.append(shape) or real(shape, *a, **k))
+    aezip.verify(p)
+    assert (512, 80) not in allocated

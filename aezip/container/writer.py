@@ -86,7 +86,7 @@ class ContainerWriter:
         self._output = atomic_output(self.path, self.force)
         self._tmp = self._output.__enter__()
         try:
-            self._f = h5py.File(self._tmp, "w", libver=LIBVER, meta_block_size=0)
+            self._f = h5py.File(self._tmp, "w", libver=LIBVER, meta_block_size=0, locking=False)  # flocked
             self._f.attrs["format"] = _text(FORMAT)
             self._f.attrs["format_version"] = np.int32(FORMAT_VERSION)
         except BaseException:

@@ -92,14 +92,14 @@ def write_hdf5(tmp: str, fields: Sequence[tuple[str, np.ndarray, str, str]], ske
     if len(set(paths)) != len(paths):
         raise UsageError("two arrays would go to the same HDF5 dataset; give them distinct names")
     if skeleton is None:
-        with h5py.File(tmp, "w") as f:
+        with h5py.File(tmp, "w", locking=False) as f:
             for where, (_, x, _, byteorder) in zip(paths, fields, strict=True):
                 f.create_dataset(where, data=x.astype(with_byteorder(x.dtype, byteorder), copy=False))
         return
     check_skeleton(skeleton)
     with open(tmp, "wb") as fp:
         fp.write(skeleton)
-    with h5py.File(tmp, "r+") as f:
+    with h5py.File(tmp, "r+", locking=False) as f:
         for where, (_, x, _, byteorder) in zip(paths, fields, strict=True):
             target = f.get(where) if where in f else None
             if target is None:

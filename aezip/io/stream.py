@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 from collections.abc import Iterator
 
 import h5py
@@ -23,7 +25,7 @@ def array_output(path: str, kind: str, name: str, shape: tuple[int, ...], dtype,
     stored = with_byteorder(np.dtype(dtype), byteorder)
     with atomic_output(path, force) as tmp:
         if kind == "hdf5":
-            with h5py.File(tmp, "w") as f:
+            with h5py.File(tmp, "w", locking=False) as f:  # atomic_output holds its lock
                 yield f.create_dataset(name if name.strip("/") else "/data", shape=shape, dtype=stored)
         else:
             if kind == "npy":
@@ -31,11 +33,28 @@ def array_output(path: str, kind: str, name: str, shape: tuple[int, ...], dtype,
                                                 fortran_order=order == "F")
             else:
                 out = np.memmap(tmp, dtype=stored, mode="w+", shape=shape)
+            allocate(tmp)
             try:
                 yield out
                 out.flush()
             finally:
                 del out
+
+
+def allocate(path: str) -> None:
+    """Give the memory-mapped file at ``path`` its disk blocks now: a full disk is then an
+    error here, not a SIGBUS when a page is written. Where the file system cannot
+    preallocate, the free space checked before writing must do."""
+    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    except OSError as e:
+        if e.errno not in (errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS):
+            raise
+    except AttributeError:  # no posix_fallocate (macOS)
+        pass
+    finally:
+        os.close(fd)
 
 
 def open_written(path: str, kind: str, shape: tuple[int, ...], dtype, byteorder: str):

@@ -52,7 +52,7 @@ def write_model(target: str | io.BytesIO, *, name: str, config: dict, tensors: d
                 tables: Tables, summary: dict, version: str) -> str:
     """Write a model file (path or BytesIO); returns the model id."""
     mid = model_id(config, tensors, tables)
-    with h5py.File(target, "w", libver=("earliest", "v110")) as f:
+    with h5py.File(target, "w", libver=("earliest", "v110"), locking=False) as f:  # an atomic_output, flocked
         f.attrs["format"] = np.bytes_(MODEL_FORMAT)
         f.attrs["format_version"] = np.int32(MODEL_FORMAT_VERSION)
         f.attrs["name"] = np.bytes_(name)
