@@ -183,3 +183,91 @@ def test_the_reader_never_follows_a_link_as_an_entry(tmp_path, link, capsys):
         f["array_0"] = h5py.ExternalLink(elsewhere, "/array_0") if link == "external" else h5py.SoftLink("/moved")
     assert main(["info", p, "--quiet"]) == 2
     assert f"is {'an external' if link == 'external' else 'a soft'} link" in capsys.readouterr().err
+
+
+# --- hostile model files ------------------------------------------------------------------
+
+BUILTIN_2D = os.path.join(os.path.dirname(aezip.__file__), "model", "builtin", "conv2d-8996c555b480.h5")
+
+
+def _forged_model(tmp_path, change) -> str:
+    import shutil
+
+    p = str(tmp_path / "evil.h5")
+    shutil.copy(BUILTIN_2D, p)
+    with h5py.File(p, "r+") as f:
+        change(f)
+    return p
+
+
+def _set_config(**values):
+    import json
+
+    def change(f):
+        f.attrs["config"] = np.bytes_(json.dumps(dict(json.loads(f.attrs["config"]), **values)).encode())
+    return change
+
+
+def _wrong_tensor(f):
+    del f["weights/g_a.0.weight"]
+    f["weights/g_a.0.weight"] = np.zeros((32, 1, 5, 5), np.float32)
+
+
+def _tensor_bomb(f):  # 4 GB of zeros declared, a few KB stored
+    del f["weights/g_a.0.weight"]
+    f["weights"].create_dataset("g_a.0.weight", shape=(1 << 30,), dtype="f4", chunks=(1 << 20,), compression="gzip")
+
+
+@pytest.mark.parametrize("change, match", [
+    (_set_config(channels=10 ** 9), "channels=1000000000 is outside"),
+    (_set_config(latent_channels=0), "latent_channels=0"),
+    (_set_config(tile=1 << 40), "tile"),
+    (_set_config(levels="2"), "levels"),
+    (_wrong_tensor, "tensors do not match"),
+    (_tensor_bomb, "chunked, filtered"),
+])
+def test_a_hostile_model_file_is_refused_before_allocating(tmp_path, change, match, capsys):
+    import resource
+    import time
+
+    model = _forged_model(tmp_path, change)
+    x = str(tmp_path / "x.npy")
+    np.save(x, np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64))
+    t0, rss0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert main(["compress", x, "-o", str(tmp_path / "x.aez"), "--model", model, "--quiet"]) == 2
+    assert match in capsys.readouterr().err
+    assert time.perf_counter() - t0 < 10
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0 < 300 << 10  # KB: nothing large allocated
+    assert not os.path.exists(tmp_path / "x.aez")
+
+
+def test_a_hostile_embedded_model_is_refused(tmp_path, capsys):
+    import shutil
+
+    golden = os.path.join(os.path.dirname(__file__), "..", "formats", "golden", "v2", "fit-embedded.aez")
+    p = str(tmp_path / "c.aez")
+    shutil.copy(golden, p)
+    evil = _forged_model(tmp_path, _set_config(channels=10 ** 9))
+    with open(evil, "rb") as fp:
+        data = np.frombuffer(fp.read(), np.uint8)
+    with h5py.File(p, "r+") as f:
+        del f["model"]
+        f["model"] = data
+        f["model"].attrs["crc32"] = np.uint32(crc32(data))
+    assert main(["decompress", p, "-o", str(tmp_path / "out.npy"), "--quiet"]) == 2
+    assert "outside" in capsys.readouterr().err and not os.path.exists(tmp_path / "out.npy")
+
+
+def test_a_hostile_checkpoint_is_refused_before_reading_its_tensors(tmp_path):
+    from aezip.errors import UsageError
+    from aezip.model.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, read_checkpoint
+
+    p = str(tmp_path / "ck.h5")
+    with h5py.File(p, "w") as f:
+        f.attrs.update(format=CHECKPOINT_FORMAT, format_version=np.int32(CHECKPOINT_FORMAT_VERSION), step=1,
+                       aezip_version=np.bytes_(b"x"), options=np.bytes_(b"{}"), state=np.bytes_(b"{}"),
+                       scheduler=np.bytes_(b"{}"), param_groups=np.bytes_(b"[]"))
+        f.create_dataset("weights/net.g_a.0.weight", shape=(1 << 30,), dtype="f4", chunks=(1 << 20,),
+                         compression="gzip")
+    with pytest.raises(UsageError, match="more data than the file holds"):
+        read_checkpoint(p)

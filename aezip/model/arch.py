@@ -16,8 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
-
-ARCH_NAME = "conv-ae-v1"
+from .config import ARCH_NAME, check_config
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,6 +27,9 @@ class ArchConfig:
     channels: int
     latent_channels: int
     levels: int
+
+    def __post_init__(self) -> None:  # before any layer is built: a forged size must not allocate
+        check_config(asdict(self), "model configuration")
 
     @classmethod
     def from_dict(cls, d: dict) -> ArchConfig:

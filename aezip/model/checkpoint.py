@@ -103,14 +103,26 @@ def read_checkpoint(path: str) -> dict:
                    "aezip_version": f.attrs["aezip_version"].decode()}
             for key in ("options", "state", "scheduler", "param_groups"):
                 out[key] = json.loads(f.attrs[key])
-            out["weights"] = {k: v[()] for k, v in f["weights"].items()}
-            out["best"] = {k: v[()] for k, v in f["best"].items()} if "best" in f else None
-            out["adam"] = {name: {k: v[()] for k, v in g.items()} for name, g in f["adam"].items()}
+            size = os.path.getsize(path)
+            out["weights"] = {k: _read(v, size, path) for k, v in f["weights"].items()}
+            out["best"] = {k: _read(v, size, path) for k, v in f["best"].items()} if "best" in f else None
+            out["adam"] = {name: {k: _read(v, size, path) for k, v in g.items()} for name, g in f["adam"].items()}
             out["rng"] = []
             for rank in range(len(f["rng"])):
                 g = f["rng"][str(rank)]
-                out["rng"].append({"numpy": json.loads(g.attrs["numpy"]), "torch": g["torch"][()],
-                                   "cuda": g["cuda"][()] if "cuda" in g else None})
-        except (KeyError, ValueError) as e:
+                out["rng"].append({"numpy": json.loads(g.attrs["numpy"]), "torch": _read(g["torch"], size, path),
+                                   "cuda": _read(g["cuda"], size, path) if "cuda" in g else None})
+        except (KeyError, ValueError, TypeError, AttributeError) as e:
             raise UsageError(f"--resume {path} is an incomplete or damaged aezip checkpoint ({e})") from None
     return out
+
+
+def _read(ds, file_bytes: int, path: str) -> np.ndarray:
+    """A tensor of the checkpoint, read only when it is a plain numeric dataset no larger than
+    the file (a forged shape or a compressed bomb must not allocate)."""
+    if not isinstance(ds, h5py.Dataset) or ds.dtype.kind not in "fiub" or ds.shape is None:
+        raise UsageError(f"--resume {path}: {getattr(ds, 'name', ds)} is not a numeric dataset; the checkpoint is damaged")
+    dcpl = ds.id.get_create_plist()
+    if dcpl.get_external_count() or ds.size * ds.dtype.itemsize > file_bytes:
+        raise UsageError(f"--resume {path}: {ds.name} declares more data than the file holds; the checkpoint is damaged")
+    return ds[()]

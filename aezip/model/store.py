@@ -25,6 +25,7 @@ import numpy as np
 
 from ..codec.entropy import Tables
 from ..errors import ModelError
+from .config import check_config, check_tables, check_tensors
 
 MODEL_FORMAT = "aezip-model"
 MODEL_FORMAT_VERSION = 1
@@ -97,19 +98,44 @@ def read_model(source: str | bytes) -> tuple[dict, dict[str, np.ndarray], Tables
         header = {
             "name": _text(f.attrs, "name", where),
             "id": _text(f.attrs, "id", where),
-            "summary": json.loads(_text(f.attrs, "summary", where)),
+            "summary": _json(f.attrs, "summary", where),
             "aezip_version": _text(f.attrs, "aezip_version", where),
         }
-        config = json.loads(_text(f.attrs, "config", where))
+        config = _json(f.attrs, "config", where)
+        check_config(config, where)
         try:
-            tensors = {k: np.asarray(v[()], dtype=np.float32) for k, v in f["weights"].items()}
-            tables = Tables(lo=f["tables/lo"][()], weights=f["tables/weights"][()])
+            weights = {k: _plain(v, where) for k, v in f["weights"].items()}
+            lo, table = _plain(f["tables/lo"], where), _plain(f["tables/weights"], where)
         except KeyError as e:
             raise ModelError(f"{where} is incomplete ({e}); it is damaged") from None
+        check_tensors(config, {k: v.shape for k, v in weights.items()}, where)
+        check_tables(config["latent_channels"], lo.shape, table.shape, where)
+        tensors = {k: np.asarray(v[()], dtype=np.float32) for k, v in weights.items()}
+        tables = Tables(lo=lo[()], weights=table[()])
     actual = model_id(config, tensors, tables)
     if actual != header["id"]:
         raise ModelError(f"{where} is damaged: its content hashes to {actual[:12]}, not its stored id {header['id'][:12]}")
     return header, tensors, tables, config
+
+
+def _json(attrs, key: str, where: str):
+    try:
+        return json.loads(_text(attrs, key, where))
+    except ValueError:
+        raise ModelError(f"{where}: its {key} is not valid JSON; the model is damaged") from None
+
+
+def _plain(obj, where: str) -> h5py.Dataset:
+    """A numeric dataset stored plainly in the file (compact or contiguous, no filters, no
+    external files): the only kind a model file holds, checked before it is read."""
+    if not isinstance(obj, h5py.Dataset) or obj.dtype.kind not in "fiu":
+        raise ModelError(f"{where}: {obj.name} is not a numeric dataset; the model is damaged")
+    dcpl = obj.id.get_create_plist()
+    if dcpl.get_layout() not in (h5py.h5d.COMPACT, h5py.h5d.CONTIGUOUS) or dcpl.get_external_count() \
+            or dcpl.get_nfilters():
+        raise ModelError(f"{where}: {obj.name} is chunked, filtered or stored outside the file, which aezip never "
+                         "writes; the model is damaged or forged")
+    return obj
 
 
 def read_header(path: str) -> dict:

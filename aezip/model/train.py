@@ -439,12 +439,16 @@ def train(fields: Sequence[np.ndarray], options: TrainOptions,
     step = 0
     if resume is not None:
         step = resume["step"]
-        obj.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in resume["weights"].items()})
-        groups = [dict(g, betas=tuple(g["betas"]), params=list(range(len(names)))) for g in resume["param_groups"]]
-        opt.load_state_dict({"param_groups": groups, "state": {
-            i: {k: torch.from_numpy(np.asarray(v)) for k, v in resume["adam"][n].items()}
-            for i, n in enumerate(names) if n in resume["adam"]}})
-        sched.load_state_dict(resume["scheduler"])
+        try:  # the checkpoint's tensors must be the ones its options describe
+            obj.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in resume["weights"].items()})
+            groups = [dict(g, betas=tuple(g["betas"]), params=list(range(len(names)))) for g in resume["param_groups"]]
+            opt.load_state_dict({"param_groups": groups, "state": {
+                i: {k: torch.from_numpy(np.asarray(v)) for k, v in resume["adam"][n].items()}
+                for i, n in enumerate(names) if n in resume["adam"]}})
+            sched.load_state_dict(resume["scheduler"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:
+            raise UsageError(f"--resume: the checkpoint's tensors do not fit its options "
+                             f"({str(e).splitlines()[0] if str(e) else type(e).__name__}); it is damaged") from None
         if sched.T_max != max(1, planned):  # a longer (or shorter) run: the cosine of the new length from here
             sched.T_max = max(1, planned)
             for g, base in zip(opt.param_groups, sched.base_lrs):
