@@ -73,7 +73,7 @@ def compress(data: np.ndarray | str, output: str | None = None, *, model: str | 
              shape: tuple[int, ...] | None = None, dtype: str | None = None, force: bool = False,
              abs: float | None = None, rel: float | None = None, psnr: float | None = None,
              pw_rel: float | None = None, memory: int = DEFAULT_MEMORY, threads: int | None = None,
-             fit: bool = False, fit_steps: int = 300) -> Report:
+             fit: bool = False, fit_steps: int = 300, quality: float | None = None) -> Report:
     """Compress an array or a file into an .aez container and report the figures.
 
     ``data`` is a numpy array (``output`` required) or an input spec: ``x.npy``,
@@ -81,7 +81,8 @@ def compress(data: np.ndarray | str, output: str | None = None, *, model: str | 
     At most one of ``abs`` (every finite value within E), ``rel`` (E = R × value range),
     ``psnr`` (the loosest bound reaching P dB) and ``pw_rel`` (|x - x_hat| <= R |x|)
     makes the error bounded; without them floats use the plain learned mode (error
-    measured, not guaranteed) and integers are coded losslessly. Arrays whose coding would
+    measured, not guaranteed: the multiscale transform coder at the PSNR ``quality``, 45 dB
+    by default, or the model ``model`` names) and integers are coded losslessly. Arrays whose coding would
     need more than ``memory`` bytes are coded in independent slabs along axis 0, and large
     arrays in at least one slab per thread (``threads``, default: the CPU count), coded at once.
     ``fit`` (plain learned mode) fine-tunes the model on the input for ``fit_steps`` steps and
@@ -98,6 +99,9 @@ def compress(data: np.ndarray | str, output: str | None = None, *, model: str | 
     bound = _bound(abs=abs, rel=rel, psnr=psnr, pw_rel=pw_rel)
     if fit and bound is not None:
         raise UsageError("--fit applies to the plain learned mode: drop the error bound, or drop --fit")
+    if quality is not None and (bound is not None or not (0 < quality < 400)):
+        raise UsageError("--quality P (the plain learned mode's PSNR target, dB) needs 0 < P < 400 and no error "
+                         f"bound, got {quality:g}" + (" with a bound" if bound is not None else ""))
     if fit and fit_steps < 1:
         raise UsageError(f"--fit-steps must be at least 1, got {fit_steps}")
     if memory < 1 << 20:
@@ -118,7 +122,7 @@ def compress(data: np.ndarray | str, output: str | None = None, *, model: str | 
     try:
         if fit:
             _fit(src, models, ndim, fit_steps)
-        return _compress_input(src, output, models, ndim, bound, memory, _workers(threads), force, t0)
+        return _compress_input(src, output, models, ndim, bound, memory, _workers(threads), force, t0, quality)
     finally:
         src.close()
 
@@ -142,7 +146,7 @@ def _fit(src, models: Models, ndim: int | None, steps: int) -> None:
 
 
 def _compress_input(src, output: str, models: Models, ndim, bound, memory: int, workers: int, force: bool,
-                    t0: float) -> Report:
+                    t0: float, quality: float | None = None) -> Report:
     check_writable(output, force, inputs=(src.path,))
     parts = []
     with ContainerWriter(output, writer=WRITER, source=SourceRef(kind=src.kind, name=os.path.basename(src.path)),
@@ -151,7 +155,8 @@ def _compress_input(src, output: str, models: Models, ndim, bound, memory: int, 
             t1 = time.perf_counter()
             entries, sizes = [], []
             # closed on a failed write, so that the workers end at once
-            with contextlib.closing(slabs.encode_field(fld, models, ndim, bound, memory, workers)) as coded:
+            with contextlib.closing(slabs.encode_field(fld, models, ndim, bound, memory, workers,
+                                                     quality=quality)) as coded:
                 for entry in coded:
                     w.add(entry)  # its streams are in the file now: keep only their sizes
                     sizes.append({k: int(v.nbytes) for k, v in entry.streams.items()})

@@ -26,7 +26,7 @@ import zlib
 import numpy as np
 
 from . import progress
-from .codec import adaptive, bounded, entropy, interp, mask, postfilter
+from .codec import adaptive, bounded, entropy, interp, mask, postfilter, transform
 from .codec.normalize import Normalization
 from .codec.tile import spread, tile, tile_sums, untile
 from .container import ArrayEntry, CodecParams, Figures, ModelRef
@@ -215,6 +215,44 @@ def _learned(x: np.ndarray, d: int, models: Models, name: str):
     if stream.nbytes >= x.nbytes:  # never worse than raw: store the values exactly
         return _raw(x)
     return CodecParams(storage="latent", model=models.use(model), **fields), {"latents": stream}, x_hat
+
+
+DEFAULT_QUALITY = 45.0  # dB: the plain learned mode's PSNR target unless --quality says otherwise
+
+
+def _transformed(x: np.ndarray, d: int, quality: float, vrange: float, valid: np.ndarray):
+    """The multiscale transform coder (codec.transform) at the PSNR ``quality`` (relative to
+    ``vrange``, the whole array's range) over the ``valid`` values, the first coding that
+    reaches it. The coder aims at the squared error of every value (the invalid ones hold
+    fills), scaled so that the valid ones alone reach the target whatever the fills cost."""
+    target_mse = vrange * vrange * 10 ** (-quality / 10) * np.count_nonzero(valid) / valid.size
+    integer = x.dtype.kind == "f" and bool(np.all(np.rint(x) == x))
+    c, x_hat = transform.encode(x.astype(np.float64), d, target_mse, vrange, integer)
+    stream = np.frombuffer(c.stream, dtype=np.uint8)
+    x_cast = _cast(x_hat, x.dtype)
+    reached = float(np.mean((x_cast - x.astype(np.float64)) ** 2)) <= target_mse
+    if stream.nbytes >= x.nbytes or not reached:  # never worse than raw, never short of the target: exact values
+        return _raw(x)
+    codec = CodecParams(storage="transform", transform="cdf97", ndim=d, offset=c.offset, step=c.step,
+                        levels=c.levels, thetas=c.thetas, radii=c.radii, escapes=c.escapes, integer=c.integer,
+                        symbols_crc32=c.crc32)
+    return codec, {"codes": stream}, x_hat
+
+
+def _transform_back(entry: ArrayEntry) -> np.ndarray:
+    c = entry.codec
+    stream = entry.streams.get("codes")
+    if stream is None or stream.dtype != np.uint8:
+        raise ContainerError(f"array {entry.name!r}: its transform codes are missing; the container is corrupted")
+    if len(entry.part_shape) < c.ndim:
+        raise ContainerError(f"array {entry.name!r} has {len(entry.part_shape)} axes but was coded with {c.ndim} "
+                             "spatial axes; the container is corrupted")
+    coded = transform.Coded(offset=c.offset, step=c.step, levels=c.levels, thetas=list(c.thetas), radii=list(c.radii),
+                            escapes=c.escapes, integer=c.integer, crc32=c.symbols_crc32, stream=stream.tobytes())
+    try:
+        return transform.decode(coded, entry.part_shape, c.ndim)
+    except ValueError as err:
+        raise ContainerError(f"array {entry.name!r}: {err}; the container is corrupted") from None
 
 
 def _cast(x_hat: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -512,14 +550,16 @@ def encode_array(x: np.ndarray, name: str, models: Models | None, ndim: int | No
                  bound: bounded.Bound | None = None, order: str = "C", byteorder: str = "<",
                  fill_values: tuple[float, ...] = (), vrange: float | None = None,
                  full_shape: tuple[int, ...] | None = None,
-                 slab: tuple[int, int] | None = None) -> tuple[ArrayEntry, np.ndarray]:
+                 slab: tuple[int, int] | None = None, quality: float | None = None) -> tuple[ArrayEntry, np.ndarray]:
     """Code one array, or one slab of it; returns its container entry and exactly what the
     decoder will return.
 
     ``fill_values`` (declared by the source) are kept exactly like NaN and Inf and left out
     of the value range and every error figure. For a slab, ``x`` holds rows ``slab`` of an
     array of shape ``full_shape`` whose valid values span ``vrange`` (bounds and PSNR are
-    relative to the whole array)."""
+    relative to the whole array). ``quality``: the plain learned mode's PSNR target
+    (default DEFAULT_QUALITY) for the transform coder, which it uses unless a model was
+    chosen (``models.spec``) or fitted."""
     t0 = time.perf_counter()
     check_dtype(x, name)
     d = spatial_ndim(tuple(x.shape if full_shape is None else full_shape), ndim)
@@ -539,10 +579,12 @@ def encode_array(x: np.ndarray, name: str, models: Models | None, ndim: int | No
             bounded.absolute_bound(bound, vrange, x.dtype.kind in "iu")  # the same refusals as coded arrays
         codec, streams, x_hat = _raw(x_f)
         figure_bound = _exact_bound(bound)
+    elif bound is None and (models is None or models.spec is None and models.embedded is None):
+        codec, streams, x_hat = _transformed(x_f, d, DEFAULT_QUALITY if quality is None else quality, vrange, valid)
     elif bound is None:
         codec, streams, x_hat = _learned(x_f, d, models, name)
     else:
-        codec, streams, x_hat, figure_bound = _bounded(x_f, d, models, name, bound, vrange)
+        codec, streams, x_hat, figure_bound = _bounded(x_f, d, models, name, bound, vrange, valid)
     x_hat = _cast(x_hat, x.dtype)
     if not valid.all():
         streams["nodata"] = np.frombuffer(mask.encode(x, valid), np.uint8)
@@ -581,6 +623,8 @@ def decode_array(entry: ArrayEntry, models: Models, refs) -> np.ndarray:
         x_hat = v.reshape(entry.part_shape)
     elif c.storage == "latent":
         x_hat = _latents_back(entry, models, refs)
+    elif c.storage == "transform":
+        x_hat = _transform_back(entry)
     else:
         x_hat = _bounded_back(entry, models, refs)
     x_hat = _cast(x_hat, dtype)

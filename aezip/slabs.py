@@ -157,13 +157,14 @@ def in_order(func, items, workers: int, processes: bool = False):
     pool.shutdown()
 
 
-def encode_field(fld, models: Models, ndim: int | None, bound: Bound | None, memory: int, workers: int):
+def encode_field(fld, models: Models, ndim: int | None, bound: Bound | None, memory: int, workers: int,
+                 quality: float | None = None):
     """The container entries of one field: the whole array, or its slabs along axis 0."""
     x = fld.x
     byteorder = ">" if fld.byteorder == ">" else "<"
     rows = slab_rows(x.shape, memory) if x.ndim >= 1 and x.shape[0] > 1 else 1
     if x.ndim == 0 or rows >= x.shape[0]:
-        yield encode_array(aeio.load(x), fld.name, models, ndim, bound=bound, order=fld.order, byteorder=byteorder,
+        yield encode_array(aeio.load(x), fld.name, models, ndim, bound=bound, quality=quality, order=fld.order, byteorder=byteorder,
                            fill_values=fld.fill_values)[0]
         return
     starts = range(0, x.shape[0], rows)
@@ -177,12 +178,14 @@ def encode_field(fld, models: Models, ndim: int | None, bound: Bound | None, mem
 
     def code(a: int) -> ArrayEntry:
         b = min(a + rows, x.shape[0])
-        return encode_array(aeio.load(x, slice(a, b)), fld.name, models, ndim, bound=bound, order=fld.order,
+        return encode_array(aeio.load(x, slice(a, b)), fld.name, models, ndim, bound=bound, quality=quality, order=fld.order,
                             byteorder=byteorder, fill_values=fld.fill_values, vrange=vrange,
                             full_shape=tuple(x.shape), slab=(a, b))[0]
 
     workers = at_once(rows * (x.size // x.shape[0]), memory, workers)
-    yield from in_order(code, progress_slabs(starts, fld.name), workers, processes=bound is not None)
+    # the network runs on threads (torch has its own); the numpy coders in forked processes
+    network = bound is None and (models.spec is not None or models.embedded is not None)
+    yield from in_order(code, progress_slabs(starts, fld.name), workers, processes=not network)
 
 
 def progress_slabs(starts: range, name: str):

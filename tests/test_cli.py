@@ -126,7 +126,7 @@ def test_corrupted_container(tmp_path, capsys):
     big = tmp_path / "big.npy"
     np.save(big, sample_field((512, 512), seed=4))
     aez = tmp_path / "a.aez"
-    run(capsys, "compress", big, "-o", aez, "--quiet")
+    run(capsys, "compress", big, "-o", aez, "--quiet", "--model", "conv-ae-v1")
     _corrupt_stream(aez)
     code, out, _ = run(capsys, "info", aez)
     assert code == 0  # info never reads the payload

@@ -487,7 +487,7 @@ def test_ndim_2_makes_the_leading_axis_a_batch(tmp_path, capsys):
     src = tmp_path / "b.npy"
     np.save(src, x)
     aez = tmp_path / "b.aez"
-    rc = run_json(capsys, "compress", src, "--ndim", "2", "-o", aez)
+    rc = run_json(capsys, "compress", src, "--ndim", "2", "-o", aez, "--model", "conv-ae-v1")
     d = run_json(capsys, "info", aez)
     assert d["arrays"][0]["shape"] == [3, 40, 50] and d["arrays"][0]["storage"] == "latent"
     codec = aezip.info(str(aez)).arrays[0].codec
@@ -506,7 +506,7 @@ def test_4d_array_is_a_batch_of_3d(tmp_path, capsys):
     src = tmp_path / "q.npy"
     np.save(src, x)
     aez = tmp_path / "q.aez"
-    rc = run_json(capsys, "compress", src, "-o", aez)
+    rc = run_json(capsys, "compress", src, "-o", aez, "--model", "conv-ae-v1")
     codec = aezip.info(str(aez)).arrays[0].codec
     assert codec.storage == "latent" and codec.ndim == 3
     per_item = math.ceil(3 / codec.tile) * math.ceil(20 / codec.tile) ** 2
@@ -660,7 +660,7 @@ def test_thread_count_does_not_change_the_result(shape, tmp_path, capsys, restor
     run_json(capsys, "compress", src, "-o", tmp_path / "d1.aez", "--threads", "1")
     run_json(capsys, "compress", src, "-o", aez, "--threads", "2")
     with h5py.File(tmp_path / "d1.aez", "r") as c1, h5py.File(aez, "r") as c2:
-        assert aezip.info(str(aez)).arrays[0].codec.storage == "latent"
+        assert aezip.info(str(aez)).arrays[0].codec.storage == "transform"
         assert c1["array_0"][()].tobytes() == c2["array_0"][()].tobytes()
     run_json(capsys, "decompress", aez, "-o", tmp_path / "t1.npy", "--threads", "1")
     run_json(capsys, "decompress", aez, "-o", tmp_path / "t2.npy", "--threads", "2")
