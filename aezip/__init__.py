@@ -2,6 +2,7 @@
 
 from ._version import __version__
 from .api import compress, decompress, info, verify
+from .chunk import decode_chunk, encode_chunk
 from .errors import (AezipError, BoundExceededError, ChecksumError, ContainerError, FormatVersionError, InputError,
                      InputNotFoundError, ModelError, ModelMismatchError, OutputError, OutputExistsError, UnsupportedDataError,
                      UsageError, WorkerError)
@@ -10,5 +11,6 @@ from .metrics import Quality, Report
 __all__ = [
     "AezipError", "BoundExceededError", "ChecksumError", "ContainerError", "FormatVersionError", "InputError",
     "InputNotFoundError", "ModelError", "ModelMismatchError", "OutputError", "OutputExistsError", "Quality", "Report",
-    "UnsupportedDataError", "UsageError", "WorkerError", "__version__", "compress", "decompress", "info", "verify",
+    "UnsupportedDataError", "UsageError", "WorkerError", "__version__", "compress", "decode_chunk", "decompress",
+    "encode_chunk", "info", "verify",
 ]
