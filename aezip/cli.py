@@ -387,7 +387,7 @@ def _cmd_train(a) -> dict:
     tr.check_options(opts)
 
     if not tr.under_torchrun() or os.environ["RANK"] == "0":  # before minutes of work, not after
-        fileutil.check_writable(a.output, a.force)
+        fileutil.check_writable(a.output, a.force, inputs=[aeio.split_spec(s)[0] for s in specs])
         if opts.checkpoint_every:
             from .errors import OutputExistsError
 

@@ -215,3 +215,10 @@ def test_a_folder_without_write_permission_is_one_line(tmp_path, npy, capsys):
         assert code == 2 and "permission denied" in err, err
     finally:
         folder.chmod(0o700)
+
+
+def test_train_into_one_of_its_inputs_is_refused(npy, capsys):
+    before = npy.read_bytes()
+    code, out, err = run(capsys, "train", npy, "-o", npy, "--force", "--max-steps", "1")
+    assert code == 2 and "is the input" in err, err
+    assert npy.read_bytes() == before
