@@ -367,13 +367,17 @@ def _with_model(x: np.ndarray, d: int, models: Models, name: str, field: np.ndar
     return best
 
 
-def integer_valued(x: np.ndarray, e: float) -> bool:
-    """Float data holding only integers (sensor counts, DEMs, images stored as floats), with a
-    bound for which integer coding (step 2 floor(E) + 1) is at least as fine as step 2E."""
+def holds_integers(x: np.ndarray) -> bool:
+    """Float data holding only integers (sensor counts, DEMs, images stored as floats), each
+    exact in its type."""
     limit = 2**24 if x.dtype == np.float32 else INT_LIMIT
     head = x.reshape(-1)[:4096]  # most float data shows a fraction at once: spare the full pass
-    return (2 * math.floor(e) + 1 >= 2 * e and bool(np.all(np.rint(head) == head))
-            and bool(np.all(np.rint(x) == x)) and float(np.max(np.abs(x))) <= limit)
+    return bool(np.all(np.rint(head) == head)) and bool(np.all(np.rint(x) == x)) and float(np.max(np.abs(x))) <= limit
+
+
+def integer_step_as_fine(e: float) -> bool:
+    """Whether integer coding within floor(E) (step 2 floor(E) + 1) is as fine as step 2E."""
+    return 2 * math.floor(e) + 1 >= 2 * e
 
 
 # --psnr quantizes the steps of stride 4 or more within half the bound, as SZ3 does on its
@@ -387,20 +391,25 @@ PSNR_COARSE = (2, 4)
 # benchmarks/equal_psnr.py: 1.374 -> 1.438 of SZ3's ratio over the 7 arrays >= 256 KB).
 PSNR_FILTER = True
 PSNR_SLACK = 0.1  # dB above the --psnr target accepted without loosening the bound further
-PSNR_TRIES = 6  # codings at most
+PSNR_TRIES = 6  # codings at most once one reaches the target
+PSNR_TRIES_MISSING = 12  # ... and while none does; then the array is stored exactly
 
 
-def _reach_psnr(code, e: float, coded: tuple, target: float, integer: bool, measure) -> tuple[float, tuple]:
+def _reach_psnr(code, snap, e: float, coded: tuple, target: float, measure) -> tuple[float, tuple] | None:
     """(bound, coding) of the smallest coding found whose PSNR (``measure`` of its x_hat;
-    None when exact) is at least ``target``, or the last (the tightest) if none is. The
-    bound is searched from the first guess ``e``, whose coding is ``coded``, by regula
-    falsi on log(E) against PSNR between the loosest bound that reaches the target and the
-    tightest that does not; it stops within PSNR_SLACK dB above the target."""
+    None when exact) is at least ``target``, or None if none is. The bound is searched from
+    the first guess ``e``, whose coding is ``coded``, by regula falsi on log(E) against
+    PSNR between the loosest bound that reaches the target and the tightest that does not;
+    it stops within PSNR_SLACK dB above the target. ``snap(E)`` gives the bound a coding
+    for E keeps and whether it codes integers (whose bound 0 is lossless); where that
+    changes, the search starts again from the coding made, for integer and float codings
+    lie on different curves."""
     best = None
     ok = short = None  # (log E, PSNR) of the loosest bound reaching the target, of the tightest missing it
     tried, points = set(), []
-    for i in range(PSNR_TRIES):
-        tried.add(e)
+    integer = snap(e)[1]
+    for i in range(PSNR_TRIES_MISSING):
+        tried.add((e, integer))
         p = measure(coded[2])
         p = math.inf if p is None else p
         log_e = math.log(e) if e > 0 else -math.inf  # integer data: 0 is lossless
@@ -412,7 +421,7 @@ def _reach_psnr(code, e: float, coded: tuple, target: float, integer: bool, meas
                 ok = (log_e, p)
         elif short is None or log_e < short[0]:
             short = (log_e, p)
-        if target <= p <= target + PSNR_SLACK or i == PSNR_TRIES - 1:
+        if target <= p <= target + PSNR_SLACK or (best is not None and i >= PSNR_TRIES - 1):
             break
         aim = target + PSNR_SLACK / 2
         if ok is not None and short is not None and math.isfinite(ok[1]):
@@ -424,11 +433,14 @@ def _reach_psnr(code, e: float, coded: tuple, target: float, integer: bool, meas
             e_next = math.exp(ok[0]) * 4.0
         else:  # loosen
             e_next = math.exp(ok[0] + _log_step(points, ok, ok[1] - aim, target, True))
-        e_next = float(math.floor(e_next)) if integer else e_next
-        if e_next in tried or e_next <= 0:
+        e_next, integer_next = snap(e_next)
+        if (e_next, integer_next) in tried or (e_next <= 0 and not integer_next):
             break
-        e, coded = e_next, code(e_next)
-    return best if best is not None else (e, coded)
+        if integer_next != integer and e_next > 0:
+            ok = short = None
+            points = []
+        e, integer, coded = e_next, integer_next, code(e_next)
+    return best
 
 
 PSNR_SLOPE = 20.0  # dB per decade of the bound assumed before two codings on one side give a slope
@@ -448,18 +460,19 @@ def _log_step(points: list, ref: tuple, gap: float, target: float, reached: bool
     return min(step, math.log(4.0))
 
 
-def _search(code, e: float, coded: tuple, target: float, integer: bool, measure) -> tuple:
-    """(extra, res, x_hat, bound) of --psnr's coding: :func:`_reach_psnr` from the first
-    guess e, whose coding is ``coded``. Where the filter's weights would weigh against the
-    streams of that first coding (over 1/FILTER_SHARE of them), the search is made without
-    the filter: the first guess is tighter than the bound found, so this errs towards
-    keeping the filter, which costs at most its weights."""
+def _search(code, snap, e: float, coded: tuple, target: float, measure) -> tuple | None:
+    """(extra, res, x_hat, bound) of --psnr's coding, or None where none reaches the target:
+    :func:`_reach_psnr` from the first guess e, whose coding is ``coded``. Where the
+    filter's weights would weigh against the streams of that first coding (over
+    1/FILTER_SHARE of them), the search is made without the filter: the first guess is
+    tighter than the bound found, so this errs towards keeping the filter, which costs at
+    most its weights."""
     weights = len(coded[0].get("fields", {}).get("filter", ()))
     if weights and _coded_bytes(coded) < FILTER_SHARE * weights * FILTER_WEIGHT_BYTES:
         code = functools.partial(code, post=False)
         coded = code(e)
-    e, best = _reach_psnr(code, e, coded, target, integer, measure)
-    return best + (e,)
+    found = _reach_psnr(code, snap, e, coded, target, measure)
+    return None if found is None else found[1] + (found[0],)
 
 
 FILTER_WEIGHT_BYTES = interp.FIT_COST // 8  # what a weight of the filter costs in the JSON record
@@ -472,8 +485,10 @@ def _coded_bytes(coded: tuple) -> int:
     return _size(res) + sum(v.nbytes for v in extra.get("streams", {}).values()) + FILTER_WEIGHT_BYTES * weights
 
 
-def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bounded.Bound, vrange: float):
-    """Residual coding within the bound; with a model, also tries its prediction as the base."""
+def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bounded.Bound, vrange: float,
+             valid: np.ndarray):
+    """Residual coding within the bound; with a model, also tries its prediction as the base.
+    ``valid``: the values that are data (--psnr measures its PSNR on them)."""
     integer = x.dtype.kind in "iu"
     xd = x.astype(np.float64)
     streams: dict[str, np.ndarray] = {}
@@ -488,13 +503,29 @@ def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bou
         out_dtype = np.dtype(np.float64)  # the bound check is made in the log domain
     else:
         field, e, out_dtype = xd, bounded.absolute_bound(bound, vrange, integer), x.dtype
-        if not integer and integer_valued(x, e):
-            integer, e = True, float(math.floor(e))
+    int_dtype, data_integers = integer, functools.cache(lambda: holds_integers(x))
+    whole_steps = [bound.mode == "psnr" and not int_dtype and integer_step_as_fine(e) and e >= 1 and data_integers()]
+
+    def snap(e: float) -> tuple[float, bool]:
+        """(the bound coded for bound e, whether on integers). Integer data are coded on
+        integers within floor(E) (pw_rel: within E, on log2|x|); so are float data holding
+        integers where that is as fine as step 2E. --psnr on such float data moves in whole
+        steps from a first guess of at least 1 until it needs a bound below 1: from there
+        on it codes floats (lossless where E <= 1/2), whose PSNR lies between the steps'."""
+        if bound.mode == "pw_rel":
+            return e, int_dtype
+        if int_dtype or whole_steps[0] and e >= 1:
+            return float(math.floor(e)), True
+        whole_steps[0] = False
+        if bound.mode == "psnr" and e > 0.5 or not (integer_step_as_fine(e) and data_integers()):
+            return e, False
+        return float(math.floor(e)), True
 
     learned = []  # the model's latents and prediction, computed once
-    coarse = PSNR_COARSE if bound.mode == "psnr" and not integer and x.ndim >= 2 else ()
 
     def code(e: float, post: bool = PSNR_FILTER):
+        e, integer = snap(e)
+        coarse = PSNR_COARSE if bound.mode == "psnr" and not integer and x.ndim >= 2 else ()
         model_too = models is not None and not integer and bound.mode != "pw_rel"
         if model_too:
             scale = Normalization.fit(x).scale
@@ -506,10 +537,14 @@ def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bou
             return _filtered(x, field, e, integer, res, f_hat)
         return hybrid or ({}, res, f_hat)
 
+    e = snap(e)[0]
     extra, res, f_hat = code(e)
     if bound.mode == "psnr":
-        extra, res, f_hat, e = _search(code, e, (extra, res, f_hat), bound.value, integer,
-                                       lambda f: psnr(Quality.measure(x, _cast(f, x.dtype)).mse, vrange))
+        found = _search(code, snap, e, (extra, res, f_hat), bound.value, lambda f: _valid_psnr(x, f, valid, vrange))
+        if found is None:  # no bound reached the target (the data's own rounding, say): kept exactly
+            return _raw(x) + (0.0,)
+        extra, res, f_hat, e = found
+    integer = snap(e)[1]
     x_hat = bounded.pw_inverse(f_hat, np.signbit(xd), xd == 0) if bound.mode == "pw_rel" else f_hat
     fields = dict(bound=e)  # with the model: its bound less the drift allowed (extra's fields)
     fields.update(extra.get("fields", {}))
@@ -526,6 +561,15 @@ def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bou
     if sum(s.nbytes for s in streams.values()) >= x.nbytes:  # never worse than raw (exact)
         return _raw(x) + (figure_bound,)
     return codec, streams, x_hat, figure_bound
+
+
+def _valid_psnr(x: np.ndarray, f_hat: np.ndarray, valid: np.ndarray, vrange: float) -> float | None:
+    """The PSNR of f_hat, cast to x's dtype, over the valid values of x (the others are
+    restored exactly from the mask)."""
+    x_hat = _cast(f_hat, x.dtype)
+    if not valid.all():
+        x_hat[~valid] = x[~valid]
+    return Quality.measure(x, x_hat, valid, vrange).psnr
 
 
 def _filtered(x: np.ndarray, field: np.ndarray, e: float, integer: bool, res: bounded.Residual, f_hat: np.ndarray):
