@@ -228,14 +228,13 @@ def _transformed(x: np.ndarray, d: int, quality: float, vrange: float, valid: np
     target_mse = vrange * vrange * 10 ** (-quality / 10) * np.count_nonzero(valid) / valid.size
     integer = x.dtype.kind == "f" and bool(np.all(np.rint(x) == x))
     c, x_hat = transform.encode(x.astype(np.float64), d, target_mse, vrange, integer)
-    stream = np.frombuffer(c.stream, dtype=np.uint8)
+    stream = np.frombuffer(c.pack(), dtype=np.uint8)
     x_cast = _cast(x_hat, x.dtype)
     reached = float(np.mean((x_cast - x.astype(np.float64)) ** 2)) <= target_mse
     if stream.nbytes >= x.nbytes or not reached:  # never worse than raw, never short of the target: exact values
         return _raw(x)
     codec = CodecParams(storage="transform", transform="cdf97", ndim=d, offset=c.offset, step=c.step,
-                        levels=c.levels, thetas=c.thetas, radii=c.radii, escapes=c.escapes, integer=c.integer,
-                        symbols_crc32=c.crc32)
+                        levels=c.levels, integer=c.integer, symbols_crc32=c.crc32)
     return codec, {"codes": stream}, x_hat
 
 
@@ -247,9 +246,10 @@ def _transform_back(entry: ArrayEntry) -> np.ndarray:
     if len(entry.part_shape) < c.ndim:
         raise ContainerError(f"array {entry.name!r} has {len(entry.part_shape)} axes but was coded with {c.ndim} "
                              "spatial axes; the container is corrupted")
-    coded = transform.Coded(offset=c.offset, step=c.step, levels=c.levels, thetas=list(c.thetas), radii=list(c.radii),
-                            escapes=c.escapes, integer=c.integer, crc32=c.symbols_crc32, stream=stream.tobytes())
     try:
+        coded = transform.Coded.unpack(stream.tobytes(), transform.n_bands(entry.part_shape, c.ndim, c.levels),
+                                       offset=c.offset, step=c.step, levels=c.levels, integer=c.integer,
+                                       crc32=c.symbols_crc32)
         return transform.decode(coded, entry.part_shape, c.ndim)
     except ValueError as err:
         raise ContainerError(f"array {entry.name!r}: {err}; the container is corrupted") from None

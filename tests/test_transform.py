@@ -160,11 +160,11 @@ def _forge(path, edit):
 @pytest.mark.parametrize("edit", [
     lambda r: r["codec"].update(levels=40),
     lambda r: r["codec"].update(levels=r["codec"]["levels"] + 1),
-    lambda r: r["codec"].update(thetas=[99] * len(r["codec"]["thetas"])),
-    lambda r: r["codec"].update(thetas=r["codec"]["thetas"][:-1]),
     lambda r: r["codec"].update(transform="haar"),
     lambda r: r["codec"].update(step=-1.0),
-    lambda r: r["codec"].update(radii=r["codec"]["radii"][:-1]),
+    lambda r: r["codec"].update(ndim=1),
+    lambda r: r["codec"].update(offset=float("nan")),
+    lambda r: r["streams"][0].__setitem__(0, "values"),
     lambda r: r["codec"].update(symbols_crc32=(r["codec"]["symbols_crc32"] + 1) % 2**32),
     lambda r: r["codec"].update(storage="bounded", mode="abs"),
 ])
@@ -175,6 +175,22 @@ def test_forged_transform_records_are_refused(tmp_path, edit):
     _forge(path, edit)
     with pytest.raises(ContainerError):
         aezip.decompress(path, write=False)
+
+
+@pytest.mark.parametrize("damage", [
+    lambda b: b[:3],  # ends inside the header
+    lambda b: bytes([200]) + b[1:],  # more coding steps than subbands
+    lambda b: b[:1] + bytes([0xFF] * 12) + b[13:],  # a number that never ends
+])
+def test_damaged_code_headers_are_refused(damage):
+    x = _smooth((40, 40))
+    vr = float(np.ptp(x))
+    c, _ = transform.encode(x, 2, vr * vr * 1e-4, vr, False)
+    args = dict(offset=c.offset, step=c.step, levels=c.levels, integer=c.integer, crc32=c.crc32)
+    n = transform.n_bands(x.shape, 2, c.levels)
+    assert transform.Coded.unpack(c.pack(), n, **args) == c
+    with pytest.raises(ContainerError):
+        transform.decode(transform.Coded.unpack(damage(c.pack()), n, **args), x.shape, 2)
 
 
 def test_ratio_beats_a_plain_bound_on_a_smooth_field(tmp_path):

@@ -105,9 +105,14 @@ def _contexts(q: np.ndarray, band: Band, by_key: dict, phase: int, where: np.nda
     if band.is_low:
         return np.full(int(np.count_nonzero(where)), LOW_CONTEXT, np.uint8)
     parent = _parents(q, band, by_key)
-    activity = np.zeros(int(np.count_nonzero(where)), np.int64) if parent is None else parent[where].astype(np.int64)
-    if phase == 1:
-        activity = activity + 2 * _neighbours(np.abs(_in(q, band)))[where]
+    if phase == 1:  # the parent and the neighbours, all decoded in the first phase
+        activity = 2 * _neighbours(np.abs(_in(q, band)))[where]
+        if parent is not None:
+            activity += parent[where]
+    elif parent is not None:  # the parent and the parents of the neighbours
+        activity = (2 * parent + _neighbours(parent))[where]
+    else:
+        activity = np.zeros(int(np.count_nonzero(where)), np.int64)
     return _classes(activity) + np.uint8(phase * N_CLASSES)
 
 
@@ -121,17 +126,69 @@ def _phases(band: Band, planes: int):
     yield 1, odd
 
 
-@dataclass(frozen=True)
-class Coded:
-    stream: bytes
-    escapes: int
-    radii: list[int]
-    thetas: list[int]
-
-
 def quantize(y: np.ndarray, step: float, rounding: float) -> np.ndarray:
     """q = sign(y) floor(|y| / step + rounding) as int32 (rounding 0.5: to nearest)."""
     return (np.sign(y) * np.floor(np.abs(y) * (1.0 / step) + rounding)).astype(np.int32)
+
+
+RATE_CAP = 15  # the rate table of the RD quantizer covers |q| up to this; larger codes cost about the same more
+
+
+def _rate_table(q: np.ndarray, levels: int) -> np.ndarray:
+    """Bits of a code of magnitude m (0..RATE_CAP) in each context, from the counts of q
+    (one first quantization) in their contexts, with one count added everywhere."""
+    counts = np.ones((N_CONTEXTS, RATE_CAP + 1))
+    for _, _, codes, contexts in _steps(q, levels):
+        np.add.at(counts, (contexts, np.minimum(np.abs(codes), RATE_CAP)), 1.0)
+    p = counts / counts.sum(axis=1, keepdims=True)
+    bits = -np.log2(p)
+    bits[:, 1:] += 1.0  # the sign
+    return bits
+
+
+def _steps(q: np.ndarray, levels: int):
+    """(band, where, codes, contexts) of every coding step of q, in coding order."""
+    all_bands = bands(q.shape[1:], levels)
+    by_key = {(b.level, b.orientation): b for b in all_bands}
+    for b in all_bands:
+        qb = _in(q, b)
+        for phase, where in _phases(b, q.shape[0]):
+            yield b, where, np.ascontiguousarray(qb[where]), _contexts(q, b, by_key, phase, where)
+
+
+def quantize_rd(y: np.ndarray, step: float, levels: int, lam: float, first: np.ndarray) -> np.ndarray:
+    """Rate-distortion optimized quantization of y (planes along axis 0): each code is the
+    magnitude n = round(|y| / step) or n - 1, whichever costs less in squared error (in
+    units of step^2, the reconstruction offset of ``first``'s subband taken into account)
+    plus ``lam`` times its bits in its context (counted on ``first``, a plain
+    quantization). The contexts are those the decoder forms, band by band and phase by
+    phase, from the codes decided before, so the choice sees what the coder will."""
+    rate = _rate_table(first, levels)
+    all_bands = bands(y.shape[1:], levels)
+    by_key = {(b.level, b.orientation): b for b in all_bands}
+    full = [Band(b.level, (0,) + b.orientation, (slice(None),) + b.box) for b in all_bands]
+    thetas = thetas_for(y, first, step, full)
+    q = np.zeros(y.shape, np.int32)
+    for b, theta in zip(all_bands, thetas):
+        yb, qb = _in(y, b), _in(q, b)
+        for phase, where in _phases(b, y.shape[0]):
+            v = yb[where]
+            u = np.abs(v) * (1.0 / step)
+            n = np.floor(u + 0.5)
+            if b.is_low:
+                qb[where] = (np.sign(v) * n).astype(np.int32)
+                continue
+            ctx = _contexts(q, b, by_key, phase, where)
+            t = theta / THETA_UNIT
+            lo = np.maximum(n - 1, 0)
+
+            def cost(m):
+                r = np.where(m > 0, m - t, 0.0)
+                return (u - r) ** 2 + lam * rate[ctx, np.minimum(m, RATE_CAP).astype(np.intp)]
+
+            m = np.where(cost(lo) < cost(n), lo, n)
+            qb[where] = (np.sign(v) * m).astype(np.int32)
+    return q
 
 
 def thetas_for(y: np.ndarray, q: np.ndarray, step: float, all_bands: Sequence[Band]) -> list[int]:
@@ -160,14 +217,7 @@ def dequantize(q: np.ndarray, step: float, thetas: Sequence[int], all_bands: Seq
 def encode(q: np.ndarray, levels: int) -> tuple[bytes, int, list[int]]:
     """The stream of the codes ``q``: planes along axis 0, each in Mallat's layout of
     ``levels`` levels over the other axes."""
-    all_bands = bands(q.shape[1:], levels)
-    by_key = {(b.level, b.orientation): b for b in all_bands}
-    steps = []
-    for b in all_bands:
-        qb = _in(q, b)
-        for phase, where in _phases(b, q.shape[0]):
-            steps.append((np.ascontiguousarray(qb[where]), _contexts(q, b, by_key, phase, where)))
-    return adaptive.encode(steps, N_CONTEXTS)
+    return adaptive.encode([(codes, contexts) for _, _, codes, contexts in _steps(q, levels)], N_CONTEXTS)
 
 
 def decode(stream: bytes, n_escapes: int, radii: Sequence[int], shape: tuple[int, ...], levels: int) -> np.ndarray:

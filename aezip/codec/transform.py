@@ -22,9 +22,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import subband, wavelet
+from ..errors import ContainerError
+from . import subband, varint, wavelet
 
 ROUNDING = 0.45  # q = floor(|y| / step + ROUNDING): slightly more zeros than rounding to nearest
+LAMBDA = 0.1  # the RD quantizer: bits against squared error in units of step^2 (measured best of 0, 0.05, 0.1, 0.2)
 SEARCH_VALUES = 1 << 20  # coefficients the step search looks at (a regular sample of each subband)
 SEARCH_ITERATIONS = 24
 MAX_CODE = 2.0**30  # largest |code|
@@ -34,7 +36,8 @@ SLACK_DB = 0.1  # a decoded PSNR this far above the target is accepted
 
 @dataclass(frozen=True)
 class Coded:
-    """What the decoder needs (the record's fields) and the stream."""
+    """What the decoder needs: the record's fields (offset, step, levels, integer, crc32)
+    and the stream, which begins with the coder's own parameters (see :func:`pack`)."""
 
     offset: float
     step: float
@@ -44,7 +47,31 @@ class Coded:
     escapes: int
     integer: bool
     crc32: int  # of the codes (int32, little-endian, C order)
-    stream: bytes
+    payload: bytes  # the adaptive coder's words, then the escaped codes
+
+    def pack(self) -> bytes:
+        """The stream "codes": varints (the number of coding steps, each step's table
+        radius, the number of escaped codes), one byte per subband (its reconstruction
+        offset), then the payload."""
+        head = varint.pack(len(self.radii)) + b"".join(varint.pack(r) for r in self.radii)
+        return head + varint.pack(self.escapes) + bytes(self.thetas) + self.payload
+
+    @classmethod
+    def unpack(cls, stream: bytes, n_bands: int, *, offset: float, step: float, levels: int, integer: bool,
+               crc32: int) -> Coded:
+        r = varint.Reader(stream, "the transform codes")
+        n = r.varint()
+        if n > 2 * n_bands:
+            raise ContainerError(f"the transform codes declare {n} coding steps for {n_bands} subbands; "
+                                 "the container is corrupted")
+        radii = [r.varint() for _ in range(n)]
+        escapes = r.varint()
+        thetas = list(r.take(n_bands))
+        if any(t >= subband.THETA_UNIT for t in thetas):
+            raise ContainerError("a reconstruction offset of the transform codes is out of range; "
+                                 "the container is corrupted")
+        return cls(offset=offset, step=step, levels=levels, thetas=thetas, radii=radii, escapes=escapes,
+                   integer=integer, crc32=crc32, payload=r.rest())
 
 
 def _axes_shape(shape: tuple[int, ...], ndim: int) -> tuple[int, ...]:
@@ -54,6 +81,10 @@ def _axes_shape(shape: tuple[int, ...], ndim: int) -> tuple[int, ...]:
 def levels_for(shape: tuple[int, ...], ndim: int) -> int:
     """As many levels as the spatial axes allow, at most wavelet.MAX_LEVELS."""
     return len(wavelet.plan(_axes_shape(shape, ndim))) - 1
+
+
+def n_bands(shape: tuple[int, ...], ndim: int, levels: int) -> int:
+    return len(subband.bands(_axes_shape(shape, ndim), levels))
 
 
 def _planes(x: np.ndarray, ndim: int) -> np.ndarray:
@@ -140,6 +171,8 @@ def _search_step(est: _Estimate, target_sse: float, vrange: float) -> float:
 def _code(y: np.ndarray, step: float, levels: int, bands: list[subband.Band], spatial_ndim: int):
     """(q, thetas, y_hat) of y quantized with ``step``."""
     q = subband.quantize(y, step, ROUNDING)
+    if LAMBDA:
+        q = subband.quantize_rd(y, step, levels, LAMBDA, q)
     full = [subband.Band(b.level, (0,) + b.orientation, (slice(None),) + b.box) for b in bands]
     thetas = subband.thetas_for(y, q, step, full)
     return q, thetas, subband.dequantize(q, step, thetas, full)
@@ -186,9 +219,9 @@ def encode(x: np.ndarray, ndim: int, target_mse: float, vrange: float, integer: 
                 best = (step, q, thetas, x_hat, rounded)
                 break
     step, q, thetas, x_hat, rounded = best
-    stream, escapes, radii = encode_codes(q, levels)
+    payload, escapes, radii = subband.encode(q, levels)
     coded = Coded(offset=offset, step=step, levels=levels, thetas=thetas, radii=radii, escapes=escapes,
-                  integer=bool(rounded), crc32=_crc(q), stream=stream)
+                  integer=bool(rounded), crc32=_crc(q), payload=payload)
     return coded, x_hat
 
 
@@ -214,18 +247,13 @@ def _mse(x: np.ndarray, x_hat: np.ndarray) -> float:
     return float(np.dot(d.reshape(-1), d.reshape(-1))) / max(1, d.size)
 
 
-def encode_codes(q: np.ndarray, levels: int) -> tuple[bytes, int, list[int]]:
-    """The codes of every plane, one after the other in one stream."""
-    return subband.encode(q, levels)
-
-
 def decode(c: Coded, shape: tuple[int, ...], ndim: int) -> np.ndarray:
     """x_hat (float64, ``shape``) from a coding."""
     spatial = _axes_shape(shape, ndim)
     planes = (int(np.prod(shape[: len(shape) - ndim], dtype=np.int64)),) + spatial
     if c.levels > levels_for(shape, ndim):
         raise ValueError(f"{c.levels} transform levels where the shape allows {levels_for(shape, ndim)}")
-    q = subband.decode(c.stream, c.escapes, c.radii, planes, c.levels)
+    q = subband.decode(c.payload, c.escapes, c.radii, planes, c.levels)
     if _crc(q) != c.crc32:
         raise ValueError("the decoded transform codes fail their checksum")
     bands = [subband.Band(b.level, (0,) + b.orientation, (slice(None),) + b.box)

@@ -175,11 +175,10 @@ class CodecParams(_Record):
     ``model`` indexes the container's model list (-1: no model).
     "transform" (format version 5, the plain learned mode's coder, aezip.codec.transform):
     x - ``offset`` went through ``levels`` levels of the ``transform`` wavelet over the
-    trailing ``ndim`` axes, its coefficients quantized with ``step`` and reconstructed with
-    the per-subband offsets ``thetas`` (units of step/64), the codes range-coded in
-    per-subband steps with table radii ``radii`` and ``escapes`` escaped codes;
-    ``symbols_crc32`` is the CRC-32 of the codes; ``integer``: the decoded values are
-    rounded to integers.
+    trailing ``ndim`` axes, its coefficients quantized with ``step``, the codes range-coded
+    per subband (the stream "codes" begins with the coder's table radii and the subbands'
+    reconstruction offsets); ``symbols_crc32`` is the CRC-32 of the codes; ``integer``: the
+    decoded values are rounded to integers.
     """
 
     WHAT: ClassVar[str] = "codec"
@@ -189,7 +188,7 @@ class CodecParams(_Record):
         "radii": "ints", "predictors": "ints", "residual_escapes": "int", "base": "str", "margin": "number",
         "base_check": "numbers", "integer": "bool", "fill_values": "numbers", "latent_coding": "str",
         "latent_radii": "ints", "interpolation": "str", "weights": "ints", "coarse": "numbers", "filter": "ints",
-        "transform": "str", "step": "number", "thetas": "ints"}
+        "transform": "str", "step": "number"}
 
     storage: str
     ndim: int = 0
@@ -219,7 +218,6 @@ class CodecParams(_Record):
     filter: list = field(default_factory=list)
     transform: str = ""
     step: float = 0.0
-    thetas: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.storage not in STORAGES:
@@ -251,10 +249,9 @@ class CodecParams(_Record):
             if self.transform not in TRANSFORMS:
                 raise ContainerError(f"an array is coded with the transform {self.transform!r}, which this aezip "
                                      "does not know: upgrade aezip to read it")
-            if not (self.ndim in (1, 2, 3) and 0 <= self.levels <= 30 and self.step > 0
-                    and all(0 <= t < 64 for t in self.thetas)):
-                raise ValueError("transform coding needs ndim 1-3, 0-30 levels, a positive step and offsets in 0..63")
-        elif self.transform or self.step or self.thetas:
+            if not (self.ndim in (1, 2, 3) and 0 <= self.levels <= 30 and self.step > 0):
+                raise ValueError("transform coding needs ndim 1-3, 0-30 levels and a positive step")
+        elif self.transform or self.step:
             raise ValueError("transform keys on an array that is not transform coded")
 
     @property
