@@ -32,9 +32,12 @@ WRITER = f"aezip {__version__}"
 DEFAULT_MEMORY = slabs.DEFAULT_MEMORY
 def _array_report(entries: Sequence[ArrayEntry], *, seconds: float, refs: Sequence[ModelRef],
                   stream_bytes: Sequence[dict] | None = None, measured: Quality | None = None,
-                  measured_ratio: float | None = None) -> Report:
+                  measured_ratio: float | None = None, mode: str | None = None,
+                  region: tuple[int, ...] | None = None) -> Report:
     """One array's report from its entries (one, or its slabs): sizes add up, MSE is the
-    value-weighted mean, max errors the largest; PSNR is against the whole array's range."""
+    value-weighted mean, max errors the largest; PSNR is against the whole array's range.
+    ``mode``: the bounded mode asked for (an entry stored exactly records none); ``region``:
+    the shape decoded, where only a region was."""
     first = entries[0]
     f, c = first.figures, first.codec
     n = [e.size - e.figures.invalid_values for e in entries]
@@ -45,13 +48,13 @@ def _array_report(entries: Sequence[ArrayEntry], *, seconds: float, refs: Sequen
         for k, v in sizes.items():
             streams[k] = streams.get(k, 0) + v
     uses = sorted({e.codec.model for e in entries if e.codec.uses_model})
-    return Report(input=None, output=None, name=first.name, shape=first.shape, dtype=first.dtype,
+    return Report(input=None, output=None, name=first.name, shape=first.shape, dtype=first.dtype, region=region,
                   original_bytes=sum(e.figures.original_bytes for e in entries),
                   compressed_bytes=sum(e.figures.coded_bytes for e in entries), mse=mse,
                   psnr=f.psnr if len(entries) == 1 else psnr(mse, f.value_range),
                   max_abs_error=max(e.figures.max_abs_error for e in entries), value_range=f.value_range,
                   seconds=seconds, storage=",".join(sorted({e.codec.storage for e in entries})),
-                  model=",".join(refs[i].name for i in uses) or None, mode=c.mode or None,
+                  model=",".join(refs[i].name for i in uses) or None, mode=mode or c.mode or None,
                   bound=None if f.bound is None else max(e.figures.bound for e in entries),
                   bound_kind=f.bound_kind, max_error_ratio=None if None in ratios else max(ratios),
                   stream_bytes=streams or None, slabs=len(entries) if first.slab is not None else 0,
@@ -116,13 +119,17 @@ def compress(data: np.ndarray | str, output: str | None = None, *, model: str | 
             name="", x=np.ascontiguousarray(x).astype(x.dtype.newbyteorder("="), copy=False),
             order="F" if x.flags.f_contiguous and not x.flags.c_contiguous else "C",
             byteorder=">" if x.dtype.byteorder == ">" else "<"),))
+        label = None
     else:
         src = aeio.read_input(str(data), key=key, shape=shape, dtype=dtype)
         output = output or default_container_name(src.path)
+        # the report names the input as given, with the dataset chosen: file.h5:/group/dataset
+        label = f"{data}:{key}" if key is not None and src.path == str(data) else str(data)
     try:
         if fit:
             _fit(src, models, ndim, fit_steps)
-        return _compress_input(src, output, models, ndim, bound, memory, _workers(threads), force, t0, quality)
+        return _compress_input(src, output, models, ndim, bound, memory, _workers(threads), force, t0, quality,
+                               label=label)
     finally:
         src.close()
 
@@ -146,7 +153,7 @@ def _fit(src, models: Models, ndim: int | None, steps: int) -> None:
 
 
 def _compress_input(src, output: str, models: Models, ndim, bound, memory: int, workers: int, force: bool,
-                    t0: float, quality: float | None = None) -> Report:
+                    t0: float, quality: float | None = None, label: str | None = None) -> Report:
     check_writable(output, force, inputs=(src.path,))
     parts = []
     with ContainerWriter(output, writer=WRITER, source=SourceRef(kind=src.kind, name=os.path.basename(src.path)),
@@ -162,10 +169,10 @@ def _compress_input(src, output: str, models: Models, ndim, bound, memory: int, 
                     sizes.append({k: int(v.nbytes) for k, v in entry.streams.items()})
                     entries.append(dataclasses.replace(entry, streams={}))
             parts.append(_array_report(entries, seconds=time.perf_counter() - t1, refs=models.refs,
-                                       stream_bytes=sizes))
+                                       stream_bytes=sizes, mode=None if bound is None else bound.mode))
         w.finish(models=models.refs, skeleton=src.skeleton,
                  embedded_model=models.embedded if models.embedded and models.refs else None)
-    report = _file_report(parts, input=src.path or None, output=output, file_bytes=w.size,
+    report = _file_report(parts, input=label, output=output, file_bytes=w.size,
                           seconds=time.perf_counter() - t0)
     if models.embedded and models.refs:
         report = dataclasses.replace(report, embedded_model_bytes=len(models.embedded))
@@ -233,7 +240,7 @@ def _decompress(path: str, output: str | None, *, model, device, original, key, 
             measured, ratio = slabs.decode_into(g, out, models, c.models, box, ref, _workers(threads), memory)
             results.append(out)
         parts.append(_array_report(g, seconds=time.perf_counter() - t0, refs=c.models, measured=measured,
-                                   measured_ratio=ratio))
+                                   measured_ratio=ratio, region=None if region is None else shape))
     if write and not streaming:
         fields = [(g[0].name, x_hat, g[0].order, g[0].byteorder) for g, x_hat in zip(arrays, results)]
         aeio.write_output(output, fields, kind=kind, skeleton=c.skeleton if whole_file else None, force=force)

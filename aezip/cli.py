@@ -178,18 +178,40 @@ def _fmt(v, spec=".4g") -> str:
     return "exact" if v is None else format(v, spec)
 
 
+def _db(psnr: float | None) -> str:
+    """A PSNR figure: "exact" (no error, so no PSNR) or in dB."""
+    return "exact" if psnr is None else f"{psnr:.2f} dB"
+
+
+def _error_kind(r: Report) -> str:
+    """What the max error is: exact (no error at all), measured against a guarantee, or
+    measured only (the plain learned mode)."""
+    if r.max_abs_error == 0:
+        return "exact"
+    return "measured, not guaranteed" if r.bound is None and r.max_error_ratio is None else "measured"
+
+
+def _bound_text(r: Report) -> str:
+    """The promise on every value: r|x| (pw_rel), an absolute bound, or each array's own
+    (a file's report over arrays with bounds of their own)."""
+    if r.bound is None:
+        return "each array's own bound (below)"
+    return f"|x - x_hat| <= {r.bound:.4g} |x|" if r.bound_kind == "pw_rel" else f"bound {r.bound:.4g}"
+
+
 def print_report(r: Report, verb: str, out=None) -> None:
     out = out or sys.stdout
     shape = "x".join(map(str, r.shape)) if r.shape else f"{len(r.arrays)} arrays"
+    if r.region is not None:
+        shape += f"  region {'x'.join(map(str, r.region))}"
     print(f"{verb}: {r.input} -> {r.output}" if r.output else f"{verb}: {r.input}", file=out)
     print(f"  shape {shape}  dtype {r.dtype}  storage {r.storage}" + (f"  model {r.model}" if r.model else ""), file=out)
     print(f"  original {r.original_bytes:,} B  container {r.compressed_bytes:,} B  "
           f"ratio {r.compression_ratio:.2f}  bits/value {r.bits_per_value:.3f}", file=out)
-    kind = "measured, not guaranteed" if r.bound is None and r.max_error_ratio is None else "measured"
-    print(f"  MSE {_fmt(r.mse)}  PSNR {_fmt(r.psnr, '.2f')} dB  max abs error {_fmt(r.max_abs_error)} ({kind})", file=out)
+    print(f"  MSE {_fmt(r.mse)}  PSNR {_db(r.psnr)}  max abs error {_fmt(r.max_abs_error)} ({_error_kind(r)})", file=out)
     if r.max_error_ratio is not None:
-        what = f"|x - x_hat| <= {r.bound:.4g} |x|" if r.bound_kind == "pw_rel" else f"bound {_fmt(r.bound)}"
-        print(f"  mode {r.mode}: {what} guaranteed; max error / bound {r.max_error_ratio:.4f}", file=out)
+        mode = f"mode {r.mode}: " if r.mode else ""
+        print(f"  {mode}{_bound_text(r)} guaranteed; max error / bound {r.max_error_ratio:.4f}", file=out)
     if r.stream_bytes:
         total = r.compressed_bytes
         parts = {"latents": 0, "transform codes": 0, "residual codes": 0, "exact values": 0}
@@ -205,12 +227,13 @@ def print_report(r: Report, verb: str, out=None) -> None:
               "of the container, counted in the ratio)", file=out)
     if r.measured is not None:
         m = r.measured
-        print(f"  against original: MSE {_fmt(m.mse)}  PSNR {_fmt(m.psnr, '.2f')} dB  max abs error {_fmt(m.max_abs_error)}"
+        print(f"  against original: MSE {_fmt(m.mse)}  PSNR {_db(m.psnr)}  max abs error {_fmt(m.max_abs_error)}"
               + (f"  max error / bound {r.measured_ratio:.4f}" if r.measured_ratio is not None else ""), file=out)
     print(f"  {r.seconds:.2f} s  {r.mb_per_s:.1f} MB/s", file=out)
     for a in r.arrays:
         print(f"    {a.name}: {'x'.join(map(str, a.shape))} {a.dtype} {a.storage}  ratio {a.compression_ratio:.2f}  "
-              f"PSNR {_fmt(a.psnr, '.2f')}  max err {_fmt(a.max_abs_error)}", file=out)
+              f"PSNR {_db(a.psnr)}  max err {_fmt(a.max_abs_error)}"
+              + (f"  {_bound_text(a)}" if a.max_error_ratio is not None and a.bound is not None else ""), file=out)
 
 
 def _cmd_compress(a) -> dict:
@@ -289,7 +312,7 @@ def _cmd_info(a) -> dict:
         for e in d["arrays"]:
             rows = f" rows {e['slab'][0]}:{e['slab'][1]}" if e["slab"] else ""
             bound = ("bound " + format(e["bound"], ".4g") + (" x |x|" if e["bound_kind"] == "pw_rel" else "")
-                     if e["bound"] is not None else "measured")
+                     if e["bound"] is not None else "exact" if e["max_abs_error"] == 0 else "measured")
             print(f"  array {e['name'] or '(unnamed)'}{rows}: {'x'.join(map(str, e['shape']))} {e['dtype']} "
                   f"{e['storage']}{' ' + e['mode'] if e['mode'] else ''}"
                   f"{' (' + e['interpolation'] + ' order)' if e['interpolation'] else ''}"
@@ -530,10 +553,31 @@ def _warning_line(message, category, filename, lineno, file=None, line=None) -> 
     print(f"aezip: warning: {message}", file=sys.stderr)
 
 
+def _negative_values(argv: list[str]) -> list[str]:
+    """``--abs -1e-3`` as ``--abs=-1e-3``: argparse takes a token that starts with '-' for an
+    option unless it looks like a plain negative number, which -1e-3 does not; joined to
+    its option, the value reaches that option's own check and message."""
+    out: list[str] = []
+    for token in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and token.startswith("-") and _is_number(token):
+            out[-1] += "=" + token
+        else:
+            out.append(token)
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _main(argv: list[str] | None) -> int:
     warnings.showwarning = _warning_line  # one line each, as errors are
     try:
-        a = build_parser().parse_args(argv)
+        a = build_parser().parse_args(_negative_values(sys.argv[1:] if argv is None else list(argv)))
         progress.set_enabled(not a.quiet)
         if a.threads is not None:
             from .model import configure_threads

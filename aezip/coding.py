@@ -542,7 +542,7 @@ def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bou
     if bound.mode == "psnr":
         found = _search(code, snap, e, (extra, res, f_hat), bound.value, lambda f: _valid_psnr(x, f, valid, vrange))
         if found is None:  # no bound reached the target (the data's own rounding, say): kept exactly
-            return _raw(x) + (0.0,)
+            return _raw(x) + (_exact_bound(bound),)
         extra, res, f_hat, e = found
     integer = snap(e)[1]
     x_hat = bounded.pw_inverse(f_hat, np.signbit(xd), xd == 0) if bound.mode == "pw_rel" else f_hat
@@ -559,7 +559,7 @@ def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bou
     streams.update(extra.get("streams", {}))
     figure_bound = bound.value if bound.mode == "pw_rel" else e + (postfilter.clip(e, integer) if codec.filter else 0)
     if sum(s.nbytes for s in streams.values()) >= x.nbytes:  # never worse than raw (exact)
-        return _raw(x) + (figure_bound,)
+        return _raw(x) + (_exact_bound(bound),)
     return codec, streams, x_hat, figure_bound
 
 

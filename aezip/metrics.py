@@ -171,6 +171,7 @@ class Report:
     measured: Quality | None = None
     measured_ratio: float | None = None
     arrays: tuple[Report, ...] = ()
+    region: tuple[int, ...] | None = None  # the shape decoded, where decompress was given a region
 
     @property
     def n_values(self) -> int:
@@ -211,6 +212,8 @@ class Report:
                              "max_error_over_bound": self.measured_ratio}
         if self.arrays:
             d["arrays"] = [a.to_json() for a in self.arrays]
+        if self.region is not None:
+            d["region_shape"] = list(self.region)
         return d
 
 

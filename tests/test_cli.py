@@ -250,3 +250,82 @@ def test_demo(tmp_path, capsys):
     for mode in ("learned", "bounded"):
         assert d[mode]["decompress"]["measured"]["mse"] == pytest.approx(d[mode]["compress"]["mse"], rel=1e-9)
     assert d["bounded"]["compress"]["max_error_over_bound"] <= 1
+
+
+@pytest.mark.parametrize("x, storage, modes", [
+    (np.full((20, 30), 2.5, np.float32), "constant", ([], ["--rel", "1e-3"])),
+    (np.random.default_rng(0).standard_normal(50), "raw", (["--abs", "1e-12"], ["--rel", "1e-14"]))],
+    ids=["constant", "raw"])
+def test_report_of_an_exact_result(x, storage, modes, tmp_path, capsys):
+    """No error at all: 'PSNR exact' (no dB) and '(exact)', never 'measured, not guaranteed'."""
+    src = tmp_path / "x.npy"
+    np.save(src, x)
+    for argv in modes:
+        code, out, err = run(capsys, "compress", src, "-o", tmp_path / "x.aez", "--force", *argv)
+        assert code == 0, err
+        assert f"storage {storage}" in out and "PSNR exact " in out and "(exact)" in out
+        assert "exact dB" not in out and "not guaranteed" not in out and "mode None" not in out
+    assert f"mode {argv[0][2:]}: bound 0 guaranteed" in out
+    code, out, _ = run(capsys, "info", tmp_path / "x.aez")
+    assert code == 0 and "max abs error 0 (bound 0)" in out
+    code, out, _ = run(capsys, "compress", src, "-o", tmp_path / "x.aez", "--force", *modes[0])
+    code, out, _ = run(capsys, "info", tmp_path / "x.aez")
+    assert "(exact)" in out or "(bound 0)" in out
+
+
+def test_report_of_a_psnr_beyond_reach_names_the_mode(npy, tmp_path, capsys):
+    """--psnr 500 stores the values exactly: its mode and the bound 0 (it printed 'mode None:
+    bound 5.25e-25')."""
+    code, out, err = run(capsys, "compress", npy, "-o", tmp_path / "x.aez", "--psnr", "500")
+    assert code == 0, err
+    assert "storage raw" in out and "mode psnr: bound 0 guaranteed" in out and "mode None" not in out
+
+
+def test_report_of_several_arrays_names_each_bound(tmp_path, capsys):
+    """A file's report over arrays with bounds of their own: each one's bound on its line
+    (it printed 'bound exact guaranteed', the JSON having bound null)."""
+    src = tmp_path / "sim.h5"
+    with h5py.File(src, "w") as f:
+        f["fields/temp"] = sample_field((40, 30), seed=1)
+        f["fields/p"] = sample_field((40, 30), seed=2) * 100
+    code, out, err = run(capsys, "compress", src, "-o", tmp_path / "sim.aez", "--rel", "1e-3")
+    assert code == 0, err
+    assert "bound exact" not in out and "mode rel: each array's own bound (below) guaranteed" in out
+    assert sum(" bound " in line for line in out.splitlines() if line.startswith("    /fields/")) == 2
+
+
+def test_report_names_the_dataset(tmp_path, capsys):
+    src = tmp_path / "sim.h5"
+    with h5py.File(src, "w") as f:
+        f["fields/temp"] = sample_field((40, 30), seed=1)
+        f["fields/p"] = sample_field((40, 30), seed=2)
+    aez = tmp_path / "temp.aez"
+    for argv in ([f"{src}:/fields/temp"], [src, "--key", "/fields/temp"]):
+        code, out, err = run(capsys, "compress", *argv, "-o", aez, "--force")
+        assert code == 0, err
+        assert out.splitlines()[0] == f"compressed: {src}:/fields/temp -> {aez}"
+
+
+def test_report_of_a_region_shows_its_shape(npy, tmp_path, capsys):
+    aez = tmp_path / "x.aez"
+    run(capsys, "compress", npy, "-o", aez, "--rel", "1e-3", "--quiet")
+    code, out, err = run(capsys, "decompress", aez, "-o", tmp_path / "r.npy", "--region", "0:10,5:25")
+    assert code == 0, err
+    assert "shape 96x80  region 10x20" in out
+    code, out, err = run(capsys, "decompress", aez, "-o", tmp_path / "r.npy", "--region", "0:10,5:25", "--force",
+                         "--json")
+    assert json.loads(out)["region_shape"] == [10, 20] and json.loads(out)["shape"] == [96, 80]
+
+
+@pytest.mark.parametrize("option", ["--abs", "--rel", "--psnr", "--pw-rel"])
+@pytest.mark.parametrize("value", ["-1e-3", "-2", "-0.5", "-inf"])
+def test_negative_bound_gets_the_bounds_own_message(option, value, npy, tmp_path, capsys):
+    """'--abs -1e-3' reads -1e-3 as the value (argparse took it for an option: 'expected one
+    argument'), which the bound's check then refuses in one line, as for '--abs=-1e-3'."""
+    out_path = tmp_path / "x.aez"
+    for argv in ([option, value], [f"{option}={value}"]):
+        code, out, err = run(capsys, "compress", npy, "-o", out_path, *argv)
+        assert code == 2 and out == "" and err.count("\n") == 1
+        assert "expected one argument" not in err
+        assert ("finite" if value == "-inf" else "positive") in err, err
+        assert not out_path.exists()
