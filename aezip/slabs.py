@@ -35,19 +35,22 @@ from .metrics import Accumulator, valid_mask
 
 DEFAULT_MEMORY = 1 << 30  # bytes: what coding (or decoding) the slabs at once may use (--memory)
 CODING_BYTES_PER_VALUE = 96  # peak working memory of the coders per value of a slab
-SLAB_VALUES = 1 << 22  # a slab holds about this many values at most, so that a large array codes on several workers
+SLAB_VALUES = 1 << 22  # a large array gets a slab per this many values, up to PARALLEL_SLABS, to code on several workers
+PARALLEL_SLABS = 16
 SLABS_AT_ONCE = 2  # a slab needs at most 1/SLABS_AT_ONCE of --memory, so that this many code at once within it
 
 
 def slab_rows(shape: tuple[int, ...], memory: int) -> int:
     """Rows along axis 0 per slab. They depend on the shape and ``memory`` alone, never on
     the number of workers, so that the streams are the same whatever ``--threads`` is: a
-    slab holds about SLAB_VALUES values at most, and needs at most 1/SLABS_AT_ONCE of ``memory``."""
+    slab per SLAB_VALUES values up to PARALLEL_SLABS slabs (enough for that many workers;
+    more would only cut the array thinner, which costs ratio), and more where a slab would
+    need more than 1/SLABS_AT_ONCE of ``memory``."""
     row_values = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
     n = shape[0]
     cap = max(1, memory // (SLABS_AT_ONCE * CODING_BYTES_PER_VALUE * row_values))
     # slabs of equal size (so that no worker waits on a last odd one), as few as these limits allow
-    k = max(-(-n * row_values // SLAB_VALUES), -(-n // cap))
+    k = max(min(-(-n * row_values // SLAB_VALUES), PARALLEL_SLABS), -(-n // cap))
     return min(_whole_grids(-(-n // k), cap), n)
 
 

@@ -299,8 +299,13 @@ def test_slabs_depend_on_shape_and_memory_never_on_threads():
             rows = slabs.slab_rows(shape, memory)
             row_values = int(np.prod(shape[1:]))
             assert rows == 1 or slabs.SLABS_AT_ONCE * rows * row_values * slabs.CODING_BYTES_PER_VALUE <= memory
-            assert rows * row_values <= slabs.SLAB_VALUES + 63 * row_values or rows == 1  # within a grid of 64
+            slab_count = -(-shape[0] // rows)
+            assert slab_count >= min(-(-shape[0] * row_values // slabs.SLAB_VALUES), slabs.PARALLEL_SLABS) - 1
     assert slabs.slab_rows((4096, 4096), 1 << 30) == 1024  # 2^24 values: four slabs, for two or more workers
+    for memory in (1 << 32, 1 << 34):  # 2^28 values: 16 slabs at most, of 2^24 values...
+        assert slabs.slab_rows((65536, 4096), memory) == 4096
+    assert slabs.slab_rows((65536, 4096), 1 << 30) == 1344  # ...more only where --memory needs them
+    assert slabs.slab_rows((512, 1024, 1024), 1 << 30) == 5  # 2^29 values: 103 slabs for 1 GB
     assert slabs.at_once(1 << 22, 1 << 30, workers=16) == 2  # memory, not the thread count, bounds the slabs at once
     assert slabs.at_once(1 << 22, 1 << 30, workers=1) == 1 and slabs.at_once(1 << 30, MB, workers=8) == 1
 
