@@ -57,6 +57,14 @@ class ModelMismatchError(ModelError):
     """The model given is not the model the container was written with."""
 
 
+class ModelNotFoundError(ModelError):
+    """The model named by content id ``model_id`` is not installed."""
+
+    def __init__(self, message: str, model_id: str):
+        super().__init__(message)
+        self.model_id = model_id
+
+
 class WorkerError(AezipError, RuntimeError):
     """A worker process ended without its result (killed, out of memory)."""
 

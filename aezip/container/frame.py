@@ -52,6 +52,8 @@ ORDER_F, BIG_ENDIAN, HAS_SLAB, HAS_MODEL, HAS_NAME = 1, 2, 4, 8, 16
 # in this order: the writer sets a bit only where the derivation gives the figure (to
 # float32 precision for the measured ones).
 DERIVED = ("original_bytes", "coded_bytes", "bound", "psnr", "max_error_ratio")
+# The time the encoder took is not carried (read as 0): frames of equal chunks are equal bytes.
+NOT_CARRIED = {"seconds": 0.0}
 
 
 # --- writing -----------------------------------------------------------------------
@@ -89,6 +91,8 @@ def _record(record, keys: tuple[str, ...]) -> bytes:
     """The record's fields that are not at their default, then tag 0."""
     out = []
     for name, v in _lean(record).items():
+        if isinstance(record, Figures) and name in NOT_CARRIED:
+            continue
         kind = type(record).TYPES[name]
         single = _single(keys, name) and (v is None or abs(v) <= FLOAT32_MAX)
         short = name in keys and (single or not _single(keys, name))
@@ -291,6 +295,7 @@ def unpack_entry(data: bytes) -> tuple[ArrayEntry, str | None]:
         if s_dtype >= len(DTYPES) or any(t[0] == s_name for t in table):
             raise ContainerError(f"{WHAT}'s stream table is malformed; it is corrupted")
         table.append([s_name, DTYPES[s_dtype], count, 0])
+    figures = NOT_CARRIED | figures
     _restore(figures, derived, shape, DTYPES[dtype_code], table, codec)
     record = {"name": name, "shape": shape, "dtype": DTYPES[dtype_code], "order": "F" if flags & ORDER_F else "C",
               "byteorder": ">" if flags & BIG_ENDIAN else "<", "codec": codec, "figures": figures, "streams": table}

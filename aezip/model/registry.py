@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import ModelError, ModelMismatchError
+from ..errors import ModelError, ModelMismatchError, ModelNotFoundError
 from .store import read_header, read_model
 
 if TYPE_CHECKING:
@@ -89,9 +89,9 @@ def find_model(spec: str | None = None, *, ndim: int | None = None, model_id: st
     if model_id is not None:
         hits = [m for m in models if m["id"] == model_id]
         if not hits:
-            raise ModelError(
+            raise ModelNotFoundError(
                 f"the model this container needs (id {model_id[:12]}) is neither built in nor in {user_model_dir()}; "
-                "pass its file with --model PATH or copy it into that folder"
+                "pass its file with --model PATH or copy it into that folder", model_id
             )
         return hits[0]["path"]
     name = _defaults().get(str(ndim))
