@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("models", parents=[common], help="list the built-in models and those in $AEZIP_MODELS")
 
     m = sub.add_parser("demo", parents=[common], help="compress and decompress a sample field with the default model")
-    m.add_argument("-o", "--output-dir", help="folder for the demo files (default: a temporary folder)")
+    m.add_argument("-o", "--output-dir", help="folder for the demo files, kept (default: a temporary folder, removed afterwards)")
 
     bn = sub.add_parser("bench", parents=[common], help="compare aezip with SZ3, ZFP and zstd at the same bounds")
     bn.add_argument("inputs", nargs="+", metavar="INPUT", help="arrays to bench (any kind compress reads; every array of each)")
@@ -465,13 +465,19 @@ def _cmd_models(a) -> dict:
 def _cmd_demo(a) -> dict:
     import tempfile
 
+    if a.output_dir:
+        os.makedirs(a.output_dir, exist_ok=True)
+        return _demo(a, a.output_dir)
+    with tempfile.TemporaryDirectory(prefix="aezip-demo-") as folder:  # removed afterwards: nothing left behind
+        return _demo(a, folder)
+
+
+def _demo(a, folder: str) -> dict:
     import numpy as np
 
     from . import api
     from .codec.sample import sample_field
 
-    folder = a.output_dir or tempfile.mkdtemp(prefix="aezip-demo-")
-    os.makedirs(folder, exist_ok=True)
     src = os.path.join(folder, "sample_field.npy")
     np.save(src, sample_field((512, 512), seed=1))
     result = {}

@@ -250,6 +250,17 @@ def test_demo(tmp_path, capsys):
     for mode in ("learned", "bounded"):
         assert d[mode]["decompress"]["measured"]["mse"] == pytest.approx(d[mode]["compress"]["mse"], rel=1e-9)
     assert d["bounded"]["compress"]["max_error_over_bound"] <= 1
+    assert (tmp_path / "sample_field.aez").exists()  # -o keeps the files
+
+
+def test_demo_leaves_no_temporary_folder(tmp_path, capsys, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    code, out, err = run(capsys, "demo")
+    assert code == 0, err
+    assert "bounded mode --rel 1e-3" in out
+    assert list(tmp_path.iterdir()) == []  # it left 3.2 MB in aezip-demo-* after each run
 
 
 @pytest.mark.parametrize("x, storage, modes", [

@@ -48,7 +48,8 @@ def test_train_compress_decompress(tmp_path, src, capsys):
               "epochs", "seconds"):
         assert np.isfinite(d[k]), k
     code, out, err = run(capsys, "compress", src, "-o", tmp_path / "x.aez", "--model", model, "--json")
-    assert code == 0, err and json.loads(out)["model"] == d["name"]
+    assert code == 0, err
+    assert json.loads(out)["model"] == d["name"]
     code, _, err = run(capsys, "decompress", tmp_path / "x.aez", "-o", tmp_path / "x.npy", "--model", model)
     assert code == 0, err
     assert np.load(tmp_path / "x.npy").shape == (64, 64)
