@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     modes.add_argument("--abs", type=float, metavar="E", help="every finite value within E (integers: --abs 0 is lossless)")
     modes.add_argument("--rel", type=float, metavar="R", help="E = R x value range of the finite values (SZ's REL)")
     modes.add_argument("--psnr", type=float, metavar="P", help="PSNR at least P dB: coded within the loosest bound E found that reaches it (up to six "
-                       "codings), then filtered; every value within 1.5 E")
+                       "codings, twelve while none reaches it, then exactly), then filtered; every value within 1.5 E")
     modes.add_argument("--pw-rel", type=float, metavar="R", help="|x - x_hat| <= R |x| for every value (data spanning decades)")
 
     d = sub.add_parser("decompress", parents=[common], help="reconstruct the array(s) of a container")
