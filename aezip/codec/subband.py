@@ -134,7 +134,7 @@ def quantize(y: np.ndarray, step: float, rounding: float) -> np.ndarray:
 RATE_CAP = 15  # the rate table of the RD quantizer covers |q| up to this; larger codes cost about the same more
 
 
-def _rate_table(q: np.ndarray, levels: int) -> np.ndarray:
+def rate_table(q: np.ndarray, levels: int) -> np.ndarray:
     """Bits of a code of magnitude m (0..RATE_CAP) in each context, from the counts of q
     (one first quantization) in their contexts, with one count added everywhere."""
     counts = np.ones((N_CONTEXTS, RATE_CAP + 1))
@@ -156,39 +156,36 @@ def _steps(q: np.ndarray, levels: int):
             yield b, where, np.ascontiguousarray(qb[where]), _contexts(q, b, by_key, phase, where)
 
 
-def quantize_rd(y: np.ndarray, step: float, levels: int, lam: float, first: np.ndarray) -> np.ndarray:
+def quantize_rd(y: np.ndarray, step: float, levels: int, lam: float, rate: np.ndarray,
+                thetas: Sequence[int]) -> tuple[np.ndarray, list]:
     """Rate-distortion optimized quantization of y (planes along axis 0): each code is the
     magnitude n = round(|y| / step) or n - 1, whichever costs less in squared error (in
-    units of step^2, the reconstruction offset of ``first``'s subband taken into account)
-    plus ``lam`` times its bits in its context (counted on ``first``, a plain
-    quantization). The contexts are those the decoder forms, band by band and phase by
-    phase, from the codes decided before, so the choice sees what the coder will."""
-    rate = _rate_table(first, levels)
+    units of step^2, with each subband's reconstruction offset ``thetas``) plus ``lam``
+    times its bits in its context (``rate``: :func:`rate_table`). The contexts are those
+    the decoder forms, band by band and phase by phase, from the codes decided before, so
+    the choice sees what the coder will. Returns q and its coding steps (for :func:`encode`)."""
     all_bands = bands(y.shape[1:], levels)
     by_key = {(b.level, b.orientation): b for b in all_bands}
-    full = [Band(b.level, (0,) + b.orientation, (slice(None),) + b.box) for b in all_bands]
-    thetas = thetas_for(y, first, step, full)
     q = np.zeros(y.shape, np.int32)
+    steps = []
     for b, theta in zip(all_bands, thetas):
         yb, qb = _in(y, b), _in(q, b)
         for phase, where in _phases(b, y.shape[0]):
             v = yb[where]
             u = np.abs(v) * (1.0 / step)
             n = np.floor(u + 0.5)
-            if b.is_low:
-                qb[where] = (np.sign(v) * n).astype(np.int32)
-                continue
             ctx = _contexts(q, b, by_key, phase, where)
-            t = theta / THETA_UNIT
-            lo = np.maximum(n - 1, 0)
-
-            def cost(m):
-                r = np.where(m > 0, m - t, 0.0)
-                return (u - r) ** 2 + lam * rate[ctx, np.minimum(m, RATE_CAP).astype(np.intp)]
-
-            m = np.where(cost(lo) < cost(n), lo, n)
-            qb[where] = (np.sign(v) * m).astype(np.int32)
-    return q
+            if not b.is_low:
+                t = theta / THETA_UNIT
+                lo = np.maximum(n - 1, 0)
+                r_lo, r_n = np.where(lo > 0, lo - t, 0.0), np.where(n > 0, n - t, 0.0)
+                gain = (u - r_lo) ** 2 - (u - r_n) ** 2  # squared error added by the smaller code
+                saved = rate[ctx, np.minimum(n, RATE_CAP).astype(np.intp)] - rate[ctx, np.minimum(lo, RATE_CAP).astype(np.intp)]
+                n = np.where(gain < lam * saved, lo, n)
+            codes = (np.sign(v) * n).astype(np.int32)
+            qb[where] = codes
+            steps.append((codes, ctx))
+    return q, steps
 
 
 def thetas_for(y: np.ndarray, q: np.ndarray, step: float, all_bands: Sequence[Band]) -> list[int]:
@@ -217,7 +214,12 @@ def dequantize(q: np.ndarray, step: float, thetas: Sequence[int], all_bands: Seq
 def encode(q: np.ndarray, levels: int) -> tuple[bytes, int, list[int]]:
     """The stream of the codes ``q``: planes along axis 0, each in Mallat's layout of
     ``levels`` levels over the other axes."""
-    return adaptive.encode([(codes, contexts) for _, _, codes, contexts in _steps(q, levels)], N_CONTEXTS)
+    return encode_steps([(codes, contexts) for _, _, codes, contexts in _steps(q, levels)])
+
+
+def encode_steps(steps: list) -> tuple[bytes, int, list[int]]:
+    """The stream of coding steps (codes, contexts) in coding order, as :func:`encode` makes them."""
+    return adaptive.encode(steps, N_CONTEXTS)
 
 
 def decode(stream: bytes, n_escapes: int, radii: Sequence[int], shape: tuple[int, ...], levels: int) -> np.ndarray:

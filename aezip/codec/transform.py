@@ -27,10 +27,11 @@ from . import subband, varint, wavelet
 
 ROUNDING = 0.45  # q = floor(|y| / step + ROUNDING): slightly more zeros than rounding to nearest
 LAMBDA = 0.1  # the RD quantizer: bits against squared error in units of step^2 (measured best of 0, 0.05, 0.1, 0.2)
-SEARCH_VALUES = 1 << 20  # coefficients the step search looks at (a regular sample of each subband)
+SEARCH_VALUES = 1 << 18  # coefficients the step search looks at (a regular sample of each subband)
 SEARCH_ITERATIONS = 24
 MAX_CODE = 2.0**30  # largest |code|
-CHECKS = 4  # decodings of the whole array to reach the target on the decoded values (after the estimate)
+TRIES = 6  # rate-distortion quantizations of the whole array to reach the target (after the estimate)
+AIM_DB = 0.03  # the search aims this far above the target
 SLACK_DB = 0.1  # a decoded PSNR this far above the target is accepted
 
 
@@ -103,17 +104,36 @@ def inverse(y: np.ndarray, shape: tuple[int, ...], ndim: int, levels: int) -> np
     return out.reshape(shape)
 
 
+EDGE = 24  # positions at each end of a band whose basis functions are measured one by one
+
+
 def _gain_1d(n: int, splits: int, high: bool) -> float:
-    """The norm of a basis function of a 1-D band of length-n data: after ``splits``
-    levels, high-pass at the last one (``high``) or low-pass."""
+    """The mean squared norm of the basis functions of a 1-D band of length-n data: after
+    ``splits`` levels, high-pass at the last one (``high``) or low-pass. Those near the
+    ends, folded back by the symmetric extension, are measured one by one; the others are
+    taken as the middle one."""
     if splits == 0:
         return 1.0
     shapes = wavelet.plan((n,), splits)
-    lo = shapes[splits][0]
-    hi_len = shapes[splits - 1][0] - lo
-    y = np.zeros(n)
-    y[lo + hi_len // 2 if high else lo // 2] = 1.0
-    return float(np.sqrt(np.sum(wavelet.inverse(y, splits) ** 2)))
+    start = shapes[splits][0] if high else 0
+    stop = shapes[splits - 1][0] if high else shapes[splits][0]
+    m = stop - start
+    picks = sorted(set(range(min(EDGE, m))) | set(range(max(0, m - EDGE), m)) | {m // 2})
+    impulses = np.zeros((n, len(picks)))
+    impulses[[start + p for p in picks], range(len(picks))] = 1.0
+    norms = np.sum(_inverse_1d(impulses, splits) ** 2, axis=0)
+    inner = m - (len(picks) - 1)  # positions that count as the middle one
+    middle = picks.index(m // 2)
+    return float((np.sum(norms) - norms[middle] + inner * norms[middle]) / m) if inner > 0 else float(np.mean(norms))
+
+
+def _inverse_1d(y: np.ndarray, levels: int) -> np.ndarray:
+    """wavelet.inverse along axis 0 only, of every column of y."""
+    x = np.array(y, dtype=np.float64)
+    shapes = wavelet.plan((y.shape[0],), levels)
+    for cur, nxt in reversed(list(zip(shapes, shapes[1:]))):
+        x[: cur[0]] = wavelet.inverse_axis(x[: cur[0]])
+    return x
 
 
 def band_gains(spatial: tuple[int, ...], levels: int, bands: list[subband.Band]) -> list[float]:
@@ -125,34 +145,36 @@ def band_gains(spatial: tuple[int, ...], levels: int, bands: list[subband.Band])
         g2 = 1.0
         for a, n in enumerate(spatial):
             splits = sum(1 for k in range(b.level) if shapes[k + 1][a] != shapes[k][a])
-            g2 *= _gain_1d(n, splits, bool(b.orientation[a])) ** 2
+            g2 *= _gain_1d(n, splits, bool(b.orientation[a]))
         out.append(g2)
     return out
 
 
 class _Estimate:
     """The squared error in the array from quantizing y with a step, estimated from a
-    sample of each band (the sum over the whole array)."""
+    regular sample of each band (scaled to the whole array), each band through its gain."""
 
     def __init__(self, y: np.ndarray, bands: list[subband.Band], gains: list[float]):
-        self.parts = []
-        n = y.size
-        k = max(1, n // SEARCH_VALUES)
-        for b, g in zip(bands, gains):
-            v = y[(slice(None),) + b.box].reshape(-1)
+        k = max(1, y.size // SEARCH_VALUES)
+        parts, weights, ids = [], [], []
+        for i, (b, g) in enumerate(zip(bands, gains)):
+            v = np.abs(y[(slice(None),) + b.box]).reshape(-1)
             sample = v[::k] if v.size > 4 * k else v
-            self.parts.append((sample, g * v.size / max(1, sample.size)))
+            parts.append(sample)
+            weights.append(g * v.size / max(1, sample.size))
+            ids.append(np.full(sample.size, i, np.intp))
+        self.v, self.ids = np.concatenate(parts), np.concatenate(ids)
+        self.weights, self.n_bands = np.array(weights), len(bands)
 
     def sse(self, step: float) -> float:
-        total = 0.0
-        for v, w in self.parts:
-            u = np.abs(v) * (1.0 / step)
-            q = np.floor(u + ROUNDING)
-            nz = q > 0
-            theta = float(np.mean(q[nz] - u[nz])) if nz.any() else 0.0  # as subband.thetas_for sets it
-            err = u - np.where(nz, q - theta, 0.0)
-            total += w * step * step * float(np.dot(err, err))
-        return total
+        u = self.v * (1.0 / step)
+        q = np.floor(u + ROUNDING)
+        nz = q > 0
+        n = np.bincount(self.ids[nz], minlength=self.n_bands)
+        theta = np.bincount(self.ids[nz], weights=(q - u)[nz], minlength=self.n_bands) / np.maximum(n, 1)
+        err = u - np.where(nz, q - theta[self.ids], 0.0)  # the offsets subband.thetas_for sets
+        return step * step * float(np.dot(self.weights, np.bincount(self.ids, weights=err * err,
+                                                                        minlength=self.n_bands)))
 
 
 def _search_step(est: _Estimate, target_sse: float, vrange: float) -> float:
@@ -168,74 +190,87 @@ def _search_step(est: _Estimate, target_sse: float, vrange: float) -> float:
     return math.exp(lo)
 
 
-def _code(y: np.ndarray, step: float, levels: int, bands: list[subband.Band], spatial_ndim: int):
-    """(q, thetas, y_hat) of y quantized with ``step``."""
-    q = subband.quantize(y, step, ROUNDING)
-    if LAMBDA:
-        q = subband.quantize_rd(y, step, levels, LAMBDA, q)
-    full = [subband.Band(b.level, (0,) + b.orientation, (slice(None),) + b.box) for b in bands]
-    thetas = subband.thetas_for(y, q, step, full)
-    return q, thetas, subband.dequantize(q, step, thetas, full)
+def _full(bands: list[subband.Band]) -> list[subband.Band]:
+    """The bands over every plane (axis 0)."""
+    return [subband.Band(b.level, (0,) + b.orientation, (slice(None),) + b.box) for b in bands]
+
+
+def _coefficient_sse(y: np.ndarray, y_hat: np.ndarray, bands: list[subband.Band], gains: list[float]) -> float:
+    """The squared error in the array that y_hat's errors make, band by band through the
+    band's gain (close to the error measured after the inverse; see band_gains)."""
+    total = 0.0
+    for b, g in zip(bands, gains):
+        d = (y[b.box] - y_hat[b.box]).reshape(-1)
+        total += g * float(np.dot(d, d))
+    return total
 
 
 def encode(x: np.ndarray, ndim: int, target_mse: float, vrange: float, integer: bool):
     """Code x (float64, finite) so that the MSE of the decoded values is at most
     ``target_mse`` where a step reaches it (else with the finest step: the caller checks):
     (Coded, x_hat). ``integer``: x holds only integers, and x_hat is rounded where that
-    lowers the error."""
+    lowers the error.
+
+    The step comes from the estimate of a sample (:class:`_Estimate`), then from the
+    squared error of the rate-distortion quantization in the transform domain, which
+    calibrates the estimate (the quantizer's choices raise the error a little), and last
+    from the decoded values themselves."""
     offset = float(np.mean(x))
     levels = levels_for(x.shape, ndim)
     spatial = _axes_shape(x.shape, ndim)
     bands = subband.bands(spatial, levels)
+    full = _full(bands)
+    gains = band_gains(spatial, levels, bands)
     y = forward(x - offset, ndim, levels)
-    est = _Estimate(y, bands, band_gains(spatial, levels, bands))
+    est = _Estimate(y, bands, gains)
     target_sse = target_mse * x.size
     finest = max(float(np.max(np.abs(y))), vrange) / MAX_CODE  # finer steps would overflow the codes
     step = max(finest, _search_step(est, target_sse, vrange))
-    best = None  # (step, q, thetas, x_hat, rounded) of the loosest step found that reaches the target
-    tried: list[tuple[float, float]] = []  # (log step, log MSE) of each check
-    for _ in range(CHECKS):
-        q, thetas, y_hat = _code(y, step, levels, bands, ndim)
-        x_hat = inverse(y_hat, x.shape, ndim, levels) + offset
-        rounded = integer and _mse(x, np.rint(x_hat)) < _mse(x, x_hat)
-        if rounded:
-            x_hat = np.rint(x_hat)
-        mse = _mse(x, x_hat)
-        tried.append((math.log(step), math.log(max(mse, 1e-300))))
-        if mse <= target_mse:
-            if best is None or step > best[0]:
-                best = (step, q, thetas, x_hat, rounded)
-            if mse >= target_mse * 10 ** (-SLACK_DB / 10):
-                break
-        step = max(finest, _next_step(tried, math.log(target_mse * 10 ** (-SLACK_DB / 20)), best))
-    if best is None:  # the estimate was far off: halve the step until the decoded values reach the target
-        while True:
-            step = max(finest, step * 0.5)
-            q, thetas, y_hat = _code(y, step, levels, bands, ndim)
+    q = subband.quantize(y, step, ROUNDING)
+    rate, thetas = subband.rate_table(q, levels), subband.thetas_for(y, q, step, full)
+    aim = target_sse * 10 ** (-AIM_DB / 10)
+    # est.sse(step) * c_quant estimates the transform-domain error of the quantizer's choices,
+    # times c_gain the error of the decoded values; both ratios are measured as the search goes
+    c_quant = c_gain = 1.0
+    best = None  # (step, q, steps, thetas, x_hat, rounded) of the loosest step whose decoded values reach the target
+    for _ in range(TRIES):
+        q, steps = subband.quantize_rd(y, step, levels, LAMBDA, rate, thetas)
+        thetas = subband.thetas_for(y, q, step, full)
+        y_hat = subband.dequantize(q, step, thetas, full)
+        sse = _coefficient_sse(y, y_hat, full, gains)
+        c_quant = sse / max(est.sse(step), 1e-300)
+        if sse * c_gain <= target_sse or step <= finest:  # worth a decoding
             x_hat = inverse(y_hat, x.shape, ndim, levels) + offset
             rounded = integer and _mse(x, np.rint(x_hat)) < _mse(x, x_hat)
-            x_hat = np.rint(x_hat) if rounded else x_hat
-            if _mse(x, x_hat) <= target_mse or step == finest:
-                best = (step, q, thetas, x_hat, rounded)
+            if rounded:
+                x_hat = np.rint(x_hat)
+            mse = _mse(x, x_hat)
+            if mse == 0:  # rounded to the integers exactly: the estimates say nothing; loosen
+                best = (step, q, steps, thetas, x_hat, rounded)
+                step = min(step * 2.0, vrange * 4.0)
+                continue
+            c_gain = mse * x.size / max(sse, 1e-300)
+            if mse <= target_mse and (best is None or step > best[0]):
+                best = (step, q, steps, thetas, x_hat, rounded)
+            if target_mse * 10 ** (-SLACK_DB / 10) <= mse <= target_mse or step <= finest:
                 break
-    step, q, thetas, x_hat, rounded = best
-    payload, escapes, radii = subband.encode(q, levels)
+        step = max(finest, _search_step(est, aim / (c_quant * c_gain), vrange))
+    if best is None:  # no try reached the target: tighten until one does
+        while True:
+            step = max(finest, step * 0.5)
+            q, steps = subband.quantize_rd(y, step, levels, LAMBDA, rate, thetas)
+            thetas = subband.thetas_for(y, q, step, full)
+            x_hat = inverse(subband.dequantize(q, step, thetas, full), x.shape, ndim, levels) + offset
+            rounded = integer and _mse(x, np.rint(x_hat)) < _mse(x, x_hat)
+            x_hat = np.rint(x_hat) if rounded else x_hat
+            if _mse(x, x_hat) <= target_mse or step <= finest:
+                best = (step, q, steps, thetas, x_hat, rounded)
+                break
+    step, q, steps, thetas, x_hat, rounded = best
+    payload, escapes, radii = subband.encode_steps(steps)
     coded = Coded(offset=offset, step=step, levels=levels, thetas=thetas, radii=radii, escapes=escapes,
                   integer=bool(rounded), crc32=_crc(q), payload=payload)
     return coded, x_hat
-
-
-def _next_step(tried: list[tuple[float, float]], log_aim: float, best) -> float:
-    """The next step to check: along the secant of log MSE against log step through the
-    last two checks (slope 2, high-rate quantization, after one), within a factor 2."""
-    (ls, lm) = tried[-1]
-    slope = 2.0
-    if len(tried) >= 2:
-        (ls0, lm0) = tried[-2]
-        if ls != ls0 and (lm - lm0) / (ls - ls0) > 0.2:
-            slope = (lm - lm0) / (ls - ls0)
-    move = max(-math.log(2.0), min(math.log(2.0), (log_aim - lm) / slope))
-    return math.exp(ls + move)
 
 
 def _crc(q: np.ndarray) -> int:
