@@ -395,12 +395,12 @@ PSNR_TRIES = 6  # codings at most once one reaches the target
 PSNR_TRIES_MISSING = 12  # ... and while none does; then the array is stored exactly
 
 
-def _reach_psnr(code, snap, e: float, coded: tuple, target: float, measure) -> tuple[float, tuple] | None:
-    """(bound, coding) of the smallest coding found whose PSNR (``measure`` of its x_hat;
-    None when exact) is at least ``target``, or None if none is. The bound is searched from
-    the first guess ``e``, whose coding is ``coded``, by regula falsi on log(E) against
-    PSNR between the loosest bound that reaches the target and the tightest that does not;
-    it stops within PSNR_SLACK dB above the target. ``snap(E)`` gives the bound a coding
+def _reach_psnr(code, snap, e: float, coded: tuple, target: float, measure) -> tuple[float, bool, tuple] | None:
+    """(bound, whether on integers, coding) of the smallest coding found whose PSNR
+    (``measure`` of its x_hat; None when exact) is at least ``target``, or None if none is.
+    The bound is searched from the first guess ``e``, whose coding is ``coded``, by regula
+    falsi on log(E) against PSNR between the loosest bound that reaches the target and the
+    tightest that does not; it stops within PSNR_SLACK dB above the target. ``snap(E)`` gives the bound a coding
     for E keeps and whether it codes integers (whose bound 0 is lossless); where that
     changes, the search starts again from the coding made, for integer and float codings
     lie on different curves."""
@@ -415,8 +415,8 @@ def _reach_psnr(code, snap, e: float, coded: tuple, target: float, measure) -> t
         log_e = math.log(e) if e > 0 else -math.inf  # integer data: 0 is lossless
         points.append((log_e, p))
         if p >= target:
-            if best is None or _coded_bytes(coded) < _coded_bytes(best[1]):
-                best = (e, coded)
+            if best is None or _coded_bytes(coded) < _coded_bytes(best[2]):
+                best = (e, integer, coded)
             if ok is None or log_e > ok[0]:
                 ok = (log_e, p)
         elif short is None or log_e < short[0]:
@@ -461,7 +461,8 @@ def _log_step(points: list, ref: tuple, gap: float, target: float, reached: bool
 
 
 def _search(code, snap, e: float, coded: tuple, target: float, measure) -> tuple | None:
-    """(extra, res, x_hat, bound) of --psnr's coding, or None where none reaches the target:
+    """(extra, res, x_hat, bound, whether on integers) of --psnr's coding, or None where none
+    reaches the target:
     :func:`_reach_psnr` from the first guess e, whose coding is ``coded``. Where the
     filter's weights would weigh against the streams of that first coding (over
     1/FILTER_SHARE of them), the search is made without the filter: the first guess is
@@ -472,7 +473,7 @@ def _search(code, snap, e: float, coded: tuple, target: float, measure) -> tuple
         code = functools.partial(code, post=False)
         coded = code(e)
     found = _reach_psnr(code, snap, e, coded, target, measure)
-    return None if found is None else found[1] + (found[0],)
+    return None if found is None else found[2] + found[:2]
 
 
 FILTER_WEIGHT_BYTES = interp.FIT_COST // 8  # what a weight of the filter costs in the JSON record
@@ -537,14 +538,13 @@ def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bou
             return _filtered(x, field, e, integer, res, f_hat)
         return hybrid or ({}, res, f_hat)
 
-    e = snap(e)[0]
+    e, integer = snap(e)
     extra, res, f_hat = code(e)
-    if bound.mode == "psnr":
+    if bound.mode == "psnr":  # the bound, and whether it codes integers, as found
         found = _search(code, snap, e, (extra, res, f_hat), bound.value, lambda f: _valid_psnr(x, f, valid, vrange))
         if found is None:  # no bound reached the target (the data's own rounding, say): kept exactly
             return _raw(x) + (_exact_bound(bound),)
-        extra, res, f_hat, e = found
-    integer = snap(e)[1]
+        extra, res, f_hat, e, integer = found
     x_hat = bounded.pw_inverse(f_hat, np.signbit(xd), xd == 0) if bound.mode == "pw_rel" else f_hat
     fields = dict(bound=e)  # with the model: its bound less the drift allowed (extra's fields)
     fields.update(extra.get("fields", {}))
