@@ -236,7 +236,7 @@ def _decompress(path: str, output: str | None, *, model, device, original, key, 
                 measured, ratio = slabs.decode_into(g, out, models, c.models, box, ref, _workers(threads), memory)
             results.append(aeio.open_written(output, kind, shape, e.dtype, e.byteorder))
         else:
-            out = np.empty(shape, dtype=np.dtype(e.dtype)) if keep else slabs.DISCARD
+            out = _allocate(shape, np.dtype(e.dtype)) if keep else slabs.DISCARD
             measured, ratio = slabs.decode_into(g, out, models, c.models, box, ref, _workers(threads), memory)
             results.append(out)
         parts.append(_array_report(g, seconds=time.perf_counter() - t0, refs=c.models, measured=measured,
@@ -257,6 +257,16 @@ def _decompress(path: str, output: str | None, *, model, device, original, key, 
             )
     result = results[0] if len(results) == 1 else {g[0].name: x for g, x in zip(arrays, results)}
     return result, report
+
+
+def _allocate(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """The array a decode fills, or a clean error when memory cannot hold it."""
+    try:
+        return np.empty(shape, dtype=dtype)
+    except (MemoryError, ValueError):
+        raise UsageError(f"the decoded {'x'.join(map(str, shape))} {dtype.name} array does not fit in memory; "
+                         "decompress it to a .npy or raw file, which slabbed arrays stream into, or use --region") \
+            from None
 
 
 def _workers(threads: int | None) -> int:

@@ -171,6 +171,22 @@ def _reconstruct(model, norm: Normalization, y_hat: np.ndarray, batch_shape: tup
 
 def _latents_back(entry: ArrayEntry, models: Models, refs, flags: np.ndarray | None = None) -> np.ndarray:
     """x_hat (float64) of the latent part of an entry: every tile, or the flagged ones (0 elsewhere)."""
+    model, y_hat = _decoded_latents(entry, models, refs, flags)
+    c, shape = entry.codec, entry.part_shape
+    spatial = tuple(shape[len(shape) - c.ndim:])
+    batch = int(np.prod(shape[: len(shape) - c.ndim], dtype=np.int64))
+    norm = Normalization(offset=c.offset, scale=c.scale)
+    return _reconstruct(model, norm, y_hat, (batch,) + spatial, entry.name, flags).reshape(shape)
+
+
+def latent_codes(entry: ArrayEntry, models: Models, refs) -> np.ndarray:
+    """The decoded latents y_hat (tiles, channels, ...) of an entry that holds them."""
+    flags = _tile_flags(entry) if entry.codec.base == "tiles" else None
+    return _decoded_latents(entry, models, refs, flags)[1]
+
+
+def _decoded_latents(entry: ArrayEntry, models: Models, refs, flags: np.ndarray | None):
+    """(model, y_hat) of the latent part of an entry: of every tile, or of the flagged ones."""
     c = entry.codec
     if not 0 <= c.model < len(refs):
         raise ContainerError(f"array {entry.name!r} names model #{c.model}, which the container does not list")
@@ -182,8 +198,6 @@ def _latents_back(entry: ArrayEntry, models: Models, refs, flags: np.ndarray | N
     if len(shape) < c.ndim:
         raise ContainerError(f"array {entry.name!r} has {len(shape)} axes but was coded with {c.ndim} spatial axes; "
                              "the container is corrupted")
-    spatial = tuple(shape[len(shape) - c.ndim:])
-    batch = int(np.prod(shape[: len(shape) - c.ndim], dtype=np.int64))
     n_tiles = entry.tiles
     if flags is not None:
         if flags.size != n_tiles or not flags.any():
@@ -199,8 +213,7 @@ def _latents_back(entry: ArrayEntry, models: Models, refs, flags: np.ndarray | N
         y_hat = entropy.decode(stream.tobytes(), c.escapes, model.tables, latent_shape)
     if _crc(y_hat) != c.symbols_crc32:
         raise ChecksumError(f"array {entry.name!r}: decoded latents fail their checksum; the container is corrupted")
-    norm = Normalization(offset=c.offset, scale=c.scale)
-    return _reconstruct(model, norm, y_hat, (batch,) + spatial, entry.name, flags).reshape(shape)
+    return model, y_hat
 
 
 # --- encoders per storage ------------------------------------------------------------
@@ -238,7 +251,8 @@ def _transformed(x: np.ndarray, d: int, quality: float, vrange: float, valid: np
     return codec, {"codes": stream}, x_hat
 
 
-def _transform_back(entry: ArrayEntry) -> np.ndarray:
+def transform_coding(entry: ArrayEntry) -> transform.Coded:
+    """The transform coding an entry holds (its record's keys and its "codes" stream)."""
     c = entry.codec
     stream = entry.streams.get("codes")
     if stream is None or stream.dtype != np.uint8:
@@ -246,11 +260,14 @@ def _transform_back(entry: ArrayEntry) -> np.ndarray:
     if len(entry.part_shape) < c.ndim:
         raise ContainerError(f"array {entry.name!r} has {len(entry.part_shape)} axes but was coded with {c.ndim} "
                              "spatial axes; the container is corrupted")
+    return transform.Coded.unpack(stream.tobytes(), transform.n_bands(entry.part_shape, c.ndim, c.levels),
+                                  offset=c.offset, step=c.step, levels=c.levels, integer=c.integer,
+                                  crc32=c.symbols_crc32)
+
+
+def _transform_back(entry: ArrayEntry) -> np.ndarray:
     try:
-        coded = transform.Coded.unpack(stream.tobytes(), transform.n_bands(entry.part_shape, c.ndim, c.levels),
-                                       offset=c.offset, step=c.step, levels=c.levels, integer=c.integer,
-                                       crc32=c.symbols_crc32)
-        return transform.decode(coded, entry.part_shape, c.ndim)
+        return transform.decode(transform_coding(entry), entry.part_shape, entry.codec.ndim)
     except ValueError as err:
         raise ContainerError(f"array {entry.name!r}: {err}; the container is corrupted") from None
 
@@ -658,8 +675,14 @@ def encode_array(x: np.ndarray, name: str, models: Models | None, ndim: int | No
 def decode_array(entry: ArrayEntry, models: Models, refs) -> np.ndarray:
     """Reconstruct one array from its entry (native byte order, C order)."""
     c, dtype = entry.codec, np.dtype(entry.dtype)
-    if c.storage == "constant":
-        x_hat = np.full(entry.part_shape, c.offset)
+    if c.storage == "constant":  # one value seen at every index: no memory until written somewhere
+        value = _cast(np.array([c.offset]), dtype)
+        invalid, values = _invalid(entry)
+        if invalid is None:
+            return np.broadcast_to(value.reshape((1,) * len(entry.part_shape)), entry.part_shape)
+        x_hat = np.full(entry.part_shape, value[0], dtype)
+        x_hat[invalid] = values
+        return x_hat
     elif c.storage == "raw":
         v = entry.streams.get("values")
         if v is None or v.size != entry.size:

@@ -271,3 +271,76 @@ def test_a_hostile_checkpoint_is_refused_before_reading_its_tensors(tmp_path):
                          compression="gzip")
     with pytest.raises(UsageError, match="more data than the file holds"):
         read_checkpoint(p)
+
+
+# --- memory bombs, forged sizes and records --------------------------------------------------
+
+def _peak_rss_of(argv) -> tuple[int, float, str]:
+    """(exit status, peak RSS in MB, stderr) of ``python -m aezip ARGV`` in a fresh process."""
+    import subprocess
+    import sys
+
+    code = ("import resource, sys\nfrom aezip.cli import main\nrc = main(sys.argv[1:])\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\nsys.exit(rc)")
+    p = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+    *lines, rss = p.stderr.strip().splitlines()
+    return p.returncode, int(rss) / 1024, "\n".join(lines)
+
+
+def test_a_gzip_bomb_payload_is_refused_before_it_is_inflated(tmp_path):
+    import json
+
+    p = _plain_container(tmp_path, abs=1e-3)
+    with h5py.File(p, "r+") as f:
+        record = f["array_0"].attrs["record"]
+        d = json.loads(record)
+        del f["array_0"]
+        f.create_dataset("array_0", shape=(1 << 31,), dtype="u1", chunks=(1 << 22,), compression="gzip")
+        d["streams"] = [["residuals", "uint8", 1 << 31, 0]]
+        f["array_0"].attrs["record_crc32"] = np.uint32(0)
+        set_record(f["array_0"].attrs, "record", json.dumps(d).encode())  # a forger's checksum
+    assert os.path.getsize(p) < 10 << 20
+    code, rss, err = _peak_rss_of(["verify", p, "--quiet"])
+    assert code == 2 and "chunked, filtered" in err and rss < 400
+
+
+@pytest.mark.parametrize("shape", [[10 ** 12], [2 ** 63], [50, 2 ** 40]])
+def test_an_absurd_shape_is_a_clean_error(tmp_path, shape, capsys):
+    p = _plain_container(tmp_path, abs=1e-3)
+    edit_record(p, 0, lambda r: r.update(shape=shape))
+    for cmd in ("info", "verify"):
+        assert main([cmd, p, "--quiet"]) == 2
+        assert "container declares" in capsys.readouterr().err
+
+
+def test_a_forged_constant_decodes_in_little_memory(tmp_path):
+    p = _plain_container(tmp_path, np.full((50, 60), 1.5))
+    edit_record(p, 0, lambda r: r.update(shape=[20000, 20000]))
+    code, rss, err = _peak_rss_of(["verify", p, "--quiet"])
+    assert code == 0 and rss < 400, err  # 3.2 GB declared
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda r: r["codec"].update(model=5), "names model #5"),
+    (lambda r: r["figures"].update(mse=-1.0), None),
+    (lambda r: r["figures"].update(value_range=1e308), None),
+    (lambda r: r["figures"].pop("bound", None), None),
+    (lambda r: r.update(streams=[[n if n != "residuals" else "residualz", *t] for n, *t in r["streams"]]),
+     "'residuals' stream is missing"),
+    (lambda r: [t.__setitem__(1, "int8") for t in r["streams"] if t[0] != "residuals"], None),
+])
+def test_forged_records_end_in_exit_0_or_2(tmp_path, change, match, capsys):
+    x = np.linspace(0, 1, 3000).reshape(50, 60)
+    x[3, 3] = np.nan
+    p = _plain_container(tmp_path, x, abs=1e-3)
+    edit_record(p, 0, change)
+    for cmd in (["info", p], ["info", p, "--json"], ["verify", p, "--quiet"]):
+        assert main(cmd) in (0, 2)
+    err = capsys.readouterr().err
+    assert match is None or match in err
+
+
+def test_verify_says_when_records_are_not_checksummed(capsys):
+    old = os.path.join(os.path.dirname(__file__), "..", "formats", "golden", "v4", "psnr-filter-2d.aez")
+    assert main(["verify", old]) == 0
+    assert "records not checksummed (format 4)" in capsys.readouterr().out

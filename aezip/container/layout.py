@@ -364,6 +364,7 @@ def _coarse_ok(coarse: list) -> bool:
 # A range coder at 24-bit precision spends at least 2**-24 / ln 2 bits on a symbol, so one
 # byte of coded stream stands for at most 8 ln 2 * 2**24 < 2**27 symbols.
 CODED_SYMBOLS_PER_BYTE = 1 << 27
+MAX_BYTES = 1 << 62  # no array (numpy's sizes are signed 64-bit) is larger
 MAX_VALUES_PER_LATENT = 1 << 20  # a latent symbol stands for at most a tile's values (tile**ndim), capped
 
 
@@ -383,7 +384,7 @@ def values_justified(entry: ArrayEntry, stream_bytes: dict[str, int]) -> float:
 def check_values_justified(entry: ArrayEntry, stream_bytes: dict[str, int]) -> None:
     """ContainerError when an entry declares more values than its streams can hold (a forged
     shape): checked before anything of that size is allocated."""
-    most = values_justified(entry, stream_bytes)
+    most = min(values_justified(entry, stream_bytes), MAX_BYTES // np.dtype(entry.dtype).itemsize)
     if entry.size > most:
         raise ContainerError(f"array {entry.name!r}: the container declares {entry.size:,} values; its streams hold "
                              f"at most {int(most):,}; the container is corrupted")
@@ -406,6 +407,16 @@ def check_names(arrays: Sequence[ArrayEntry], where: str) -> None:
                                  f"{'' if a.slab is None else f' rows {a.slab[0]}:{a.slab[1]}'}; "
                                  "the container is corrupted or forged")
         seen.add(key)
+
+
+def check_model_refs(arrays: Sequence[ArrayEntry], models: Sequence[ModelRef], where: str) -> None:
+    """Each entry's ``model`` is -1 or an index into the container's model list, and one
+    that runs the model names one."""
+    for a in arrays:
+        m = a.codec.model
+        if not (-1 <= m < len(models)) or (a.codec.uses_model and m < 0):
+            raise ContainerError(f"{where}: array {a.name!r} names model #{m}, which the container does not list; "
+                                 "the container is corrupted")
 
 
 def version_needed(codec: CodecParams) -> int:

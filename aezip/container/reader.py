@@ -22,7 +22,8 @@ import numpy as np
 
 from ..errors import ChecksumError, ContainerError, FormatVersionError, InputNotFoundError
 from .layout import (CHECKSUMMED_SINCE, FORMAT, SUPPORTED_VERSIONS, ArrayEntry, CodecParams, Container, Figures,
-                     ModelRef, SourceRef, check_names, check_values_justified, parse_entry, parse_header, version_needed)
+                     ModelRef, SourceRef, check_model_refs, check_names, check_values_justified, parse_entry,
+                     parse_header, version_needed)
 from .writer import crc32, text_crc32
 
 _PLAIN_LAYOUTS = (h5py.h5d.COMPACT, h5py.h5d.CONTIGUOUS)
@@ -235,6 +236,7 @@ def read_container(path: str, *, streams: bool | str = True) -> Container:
             if not arrays:
                 raise ContainerError(f"{path}: the container lists no array; it is corrupted")
             check_names(arrays, path)
+            check_model_refs(arrays, models, path)
             return Container(
                 format_version=version, writer=writer, source=source, models=models, arrays=arrays,
                 skeleton=_stream(f, "skeleton", path).tobytes() if root and _linked(f, "skeleton") else None,

@@ -99,6 +99,21 @@ def write_hdf5(tmp: str, fields: Sequence[tuple[str, np.ndarray, str, str]], ske
     check_skeleton(skeleton)
     with open(tmp, "wb") as fp:
         fp.write(skeleton)
+    try:
+        _fill_skeleton(tmp, paths, fields)
+    except ContainerError:
+        raise
+    except (RuntimeError, KeyError, ValueError, TypeError) as err:  # HDF5 refusing a damaged skeleton
+        raise ContainerError(f"the stored file layout is damaged ({_one_line(err)[:160]}); the container is "
+                             "corrupted") from None
+    except OSError as err:
+        if err.errno is not None:  # the disk: the caller's to report
+            raise
+        raise ContainerError(f"the stored file layout is damaged ({_one_line(err)[:160]}); the container is "
+                             "corrupted") from None
+
+
+def _fill_skeleton(tmp: str, paths: list[str], fields) -> None:
     with h5py.File(tmp, "r+", locking=False) as f:
         for where, (_, x, _, byteorder) in zip(paths, fields, strict=True):
             target = f.get(where) if where in f else None

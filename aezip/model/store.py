@@ -89,6 +89,13 @@ def read_model(source: str | bytes) -> tuple[dict, dict[str, np.ndarray], Tables
         raise ModelError(f"model file {where} does not exist") from None
     except OSError as e:
         raise ModelError(f"cannot read model file {where}: not an HDF5 file or damaged ({e})") from None
+    try:
+        return _read_open(f, where)
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:  # HDF5 structures damaged
+        raise ModelError(f"{where} is damaged ({' '.join(str(e).split())[:120]}); it cannot be read") from None
+
+
+def _read_open(f: h5py.File, where: str) -> tuple[dict, dict[str, np.ndarray], Tables, dict]:
     with f:
         if _text(f.attrs, "format", where) != MODEL_FORMAT:
             raise ModelError(f"{where} is not an aezip model file")
@@ -129,7 +136,8 @@ def _plain(obj, where: str) -> h5py.Dataset:
     """A numeric dataset stored plainly in the file (compact or contiguous, no filters, no
     external files): the only kind a model file holds, checked before it is read."""
     if not isinstance(obj, h5py.Dataset) or obj.dtype.kind not in "fiu":
-        raise ModelError(f"{where}: {obj.name} is not a numeric dataset; the model is damaged")
+        raise ModelError(f"{where}: {getattr(obj, 'name', None) or 'a tensor'} is not a numeric dataset; "
+                         "the model is damaged")
     dcpl = obj.id.get_create_plist()
     if dcpl.get_layout() not in (h5py.h5d.COMPACT, h5py.h5d.CONTIGUOUS) or dcpl.get_external_count() \
             or dcpl.get_nfilters():
