@@ -122,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("input", metavar="FILE.aez")
     v.add_argument("--memory", type=_bytes, metavar="SIZE", help=DECODE_MEMORY_HELP)
 
+    la = sub.add_parser("latents", parents=[common], help="export the latent codes of the plain learned mode")
+    la.add_argument("input", metavar="FILE.aez")
+    la.add_argument("-o", "--output", metavar="Z.npz", help="default: FILE.latents.npz")
+
     t = sub.add_parser("train", parents=[common], help="train a model on your own arrays",
                        description="Train a model on your arrays. Under torchrun it trains on every process "
                                    "(DistributedDataParallel); only rank 0 writes files and prints.")
@@ -278,6 +282,22 @@ def _cmd_verify(a) -> dict:
         print(f"{a.input}: OK ({len(r.arrays) or 1} array(s), {what}, decoded without writing)")
     checked = api.info(a.input).format_version >= CHECKSUMMED_SINCE
     return {"input": a.input, "ok": True, "arrays": len(r.arrays) or 1, "records_checksummed": checked}
+
+
+def _cmd_latents(a) -> dict:
+    from .fileutil import atomic_output
+    from .io.npy import write_npz
+    from .latents import latents
+
+    z = latents(a.input, model=a.model, device=a.device)
+    out = a.output or os.path.splitext(a.input)[0] + ".latents.npz"
+    with atomic_output(out, a.force) as tmp:
+        write_npz(tmp, [(k, v, "C", "<") for k, v in z.items()])
+    codes = {k: v for k, v in z.items() if not k.endswith("/step")}
+    d = {"input": a.input, "output": out, "arrays": len(codes), "values": int(sum(v.size for v in codes.values()))}
+    if not a.quiet and not a.json:
+        print(f"latents: {a.input} -> {out}  {len(codes)} arrays of codes ({d['values']:,} values), each with its step")
+    return d
 
 
 def _cmd_info(a) -> dict:
@@ -515,6 +535,7 @@ def _cmd_bench(a) -> dict:
 
 
 COMMANDS = {"compress": _cmd_compress, "decompress": _cmd_decompress, "info": _cmd_info, "verify": _cmd_verify,
+            "latents": _cmd_latents,
             "train": _cmd_train, "models": _cmd_models, "demo": _cmd_demo,
             "bench": _cmd_bench}
 

@@ -268,6 +268,8 @@ def transform_coding(entry: ArrayEntry) -> transform.Coded:
 def _transform_back(entry: ArrayEntry) -> np.ndarray:
     try:
         return transform.decode(transform_coding(entry), entry.part_shape, entry.codec.ndim)
+    except ContainerError:
+        raise
     except ValueError as err:
         raise ContainerError(f"array {entry.name!r}: {err}; the container is corrupted") from None
 

@@ -1,19 +1,26 @@
 #!/usr/bin/env python3
 """End-to-end speed on a 64 MB float32 2-D field at rel 1e-3, against SZ3 in the same run.
 
-    python benchmarks/speed.py [--size 4096] [--rel 1e-3] [--threads N]
+    python benchmarks/speed.py [--size 4096] [--rel 1e-3] [--threads N] [--quality 45]
 
 aezip: file to file (`aezip.compress` of an .npy into an .aez, `aezip.decompress` of it
 into an .npy), best of 3. SZ3: pysz, ABS mode at the same bound, single-threaded, array
 in memory, best of 3. Then the stages of aezip's bounded path timed one by one on the
 same array, single-threaded: read, predict + quantize (interpolation), entropy-code,
 write the container; and decode (entropy-decode + reconstruct), write.
+
+Then the plain learned mode (the transform coder at ``--quality`` dB) on the same field,
+as a user runs it: ``aezip compress x.npy --quality Q --json`` and ``aezip decompress``
+in a new process each, best of 3, giving aezip's own timing (``seconds`` in the JSON)
+and the wall-clock time from process start to exit.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +49,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--rel", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--quality", type=float, default=45.0, help="the learned mode's PSNR target (dB)")
     a = ap.parse_args()
     x = sample_field((a.size, a.size), seed=3)
     mb = x.nbytes / 1e6
@@ -82,6 +90,26 @@ def main() -> None:
         stages["decode (entropy + reconstruct)"] = best(lambda: bounded.decode(res, x.shape, e, integer=False), 1)
         stages["write .npy"] = best(lambda: np.save(out, x), 1)
         print("stages (one thread): " + ", ".join(f"{k} {v:.2f} s ({mb / v:.0f} MB/s)" for k, v in stages.items()))
+        learned(src, aez, out, mb, a.quality, a.threads)
+
+
+def _timed(args: list[str]) -> tuple[float, dict]:
+    """(wall-clock seconds from process start to exit, the JSON report) of one aezip command."""
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "aezip", *args, "--json", "--force"], capture_output=True,
+                          text=True, check=True, cwd=ROOT)
+    return time.perf_counter() - t0, json.loads(done.stdout)
+
+
+def learned(src: str, aez: str, out: str, mb: float, quality: float, threads: int | None) -> None:
+    more = [] if threads is None else ["--threads", str(threads)]
+    c = min((_timed(["compress", src, "-o", aez, "--quality", str(quality), *more]) for _ in range(3)),
+            key=lambda t: t[0])
+    d = min((_timed(["decompress", aez, "-o", out, *more]) for _ in range(3)), key=lambda t: t[0])
+    print(f"learned mode --quality {quality:g}: PSNR {c[1]['psnr']:.2f} dB, ratio {c[1]['compression_ratio']:.2f}")
+    for what, (wall, rep) in (("compression", c), ("decompression", d)):
+        print(f"  {what}: {mb / rep['seconds']:.1f} MB/s by aezip's timing ({rep['seconds']:.2f} s), "
+              f"{mb / wall:.1f} MB/s from process start to exit ({wall:.2f} s)")
 
 
 if __name__ == "__main__":

@@ -202,3 +202,36 @@ def test_ratio_beats_a_plain_bound_on_a_smooth_field(tmp_path):
     assert r_b.psnr >= r_t.psnr - 0.01
     assert r_t.compressed_bytes < r_b.compressed_bytes
     assert math.isfinite(r_t.psnr)
+
+
+def test_latents_export(tmp_path, capsys):
+    from aezip.cli import main
+
+    x = _smooth((3, 64, 48)).astype(np.float32)
+    path = str(tmp_path / "x.aez")
+    aezip.compress(x, path, ndim=2)
+    z = aezip.latents(path)
+    codes = {k: v for k, v in z.items() if not k.endswith("/step")}
+    c = aezip.info(path).arrays[0].codec
+    assert len(codes) == len(subband.bands((64, 48), c.levels))
+    assert sum(v.size for v in codes.values()) == x.size  # a complete basis: one code per value
+    assert all(v.dtype == np.int32 and v.shape[0] == 3 for v in codes.values())
+    assert float(z["array/level1_HH/step"]) == c.step
+    out = tmp_path / "z.npz"
+    assert main(["latents", path, "-o", str(out), "--quiet"]) == 0
+    with np.load(out) as f:
+        assert np.array_equal(f["array/level1_HH"], z["array/level1_HH"])
+    aezip.compress(x, str(tmp_path / "b.aez"), rel=1e-3)
+    assert main(["latents", str(tmp_path / "b.aez"), "-o", str(tmp_path / "b.npz")]) == 2
+    assert "holds no latent codes" in capsys.readouterr().err and not (tmp_path / "b.npz").exists()
+
+
+def test_latents_of_the_conv_autoencoder(tmp_path):
+    x = _smooth((64, 64)).astype(np.float32)
+    path = str(tmp_path / "c.aez")
+    aezip.compress(x, path, model="conv-ae-v1")
+    z = aezip.latents(path)
+    c = aezip.info(path).arrays[0].codec
+    channels = [k for k in z if not k.endswith("/step")]
+    assert len(channels) == c.latent_shape[1]
+    assert z["array/channel0"].shape == (c.latent_shape[0],) + tuple(c.latent_shape[2:])

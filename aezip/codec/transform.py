@@ -282,8 +282,9 @@ def _mse(x: np.ndarray, x_hat: np.ndarray) -> float:
     return float(np.dot(d.reshape(-1), d.reshape(-1))) / max(1, d.size)
 
 
-def decode(c: Coded, shape: tuple[int, ...], ndim: int) -> np.ndarray:
-    """x_hat (float64, ``shape``) from a coding."""
+def codes(c: Coded, shape: tuple[int, ...], ndim: int) -> tuple[np.ndarray, list[subband.Band]]:
+    """The decoded codes q (int32: planes, then the spatial axes in Mallat's layout) and
+    the subbands (over the spatial axes) of a coding of an array of ``shape``."""
     spatial = _axes_shape(shape, ndim)
     planes = (int(np.prod(shape[: len(shape) - ndim], dtype=np.int64)),) + spatial
     if c.levels > levels_for(shape, ndim):
@@ -291,9 +292,14 @@ def decode(c: Coded, shape: tuple[int, ...], ndim: int) -> np.ndarray:
     q = subband.decode(c.payload, c.escapes, c.radii, planes, c.levels)
     if _crc(q) != c.crc32:
         raise ValueError("the decoded transform codes fail their checksum")
-    bands = [subband.Band(b.level, (0,) + b.orientation, (slice(None),) + b.box)
-             for b in subband.bands(spatial, c.levels)]
+    bands = subband.bands(spatial, c.levels)
     if len(c.thetas) != len(bands):
         raise ValueError(f"{len(c.thetas)} reconstruction offsets for {len(bands)} subbands")
-    x_hat = inverse(subband.dequantize(q, c.step, c.thetas, bands), shape, ndim, c.levels) + c.offset
+    return q, bands
+
+
+def decode(c: Coded, shape: tuple[int, ...], ndim: int) -> np.ndarray:
+    """x_hat (float64, ``shape``) from a coding."""
+    q, bands = codes(c, shape, ndim)
+    x_hat = inverse(subband.dequantize(q, c.step, c.thetas, _full(bands)), shape, ndim, c.levels) + c.offset
     return np.rint(x_hat) if c.integer else x_hat
