@@ -8,7 +8,7 @@ aezip must decode them (tests/test_golden.py). One per built-in default model, t
 storage modes that use no model, the error-bounded modes (NaN/Inf, integers, pw_rel,
 the model's prediction as their base on every tile or on some), and a multi-array npz;
 and in formats/golden/v3/ and v4/ the containers that need version 3 (--psnr's coarse
-bounds) or 4 (--psnr's post-filter).
+bounds) or 4 (--psnr's post-filter). In v5/ the base set is named ``checksummed-*``.
 Existing golden files are never rewritten.
 """
 
@@ -28,6 +28,17 @@ from aezip.container import FORMAT_VERSION  # noqa: E402
 from aezip.model import load_model  # noqa: E402
 
 
+# From version 5 on every container is written in the current version, so the base set of
+# a version is named after the change it brings (v5: every record checksummed).
+PREFIX = {5: "checksummed-"}.get(FORMAT_VERSION, "")
+
+
+def _paths(folder: str, name: str, original: str = ".npy") -> tuple[str, str]:
+    """The original's and the container's paths of golden case ``name`` in ``folder``."""
+    stem = os.path.join(folder, PREFIX + name)
+    return stem + original, stem + ".aez"
+
+
 def main() -> None:
     folder = os.path.join(ROOT, "formats", "golden", f"v{FORMAT_VERSION}")
     os.makedirs(folder, exist_ok=True)
@@ -39,8 +50,9 @@ def main() -> None:
     cases["raw"] = np.array([0.5, 1e-30, -3.0e30, 7.0], dtype=np.float32)
     bounded = {}
     # latents coded with counts learned from the array (seeded by the model's tables)
-    bounded["latent-adaptive-1d"] = (sample_field((5000,), slope=-2, seed=60) * 3, {})
-    bounded["latent-adaptive-2d"] = (sample_field((40, 60), slope=-4, seed=60) * 3, {})
+    # (named: from format 5 on, the plain learned mode codes with the transform coder unless a model is named)
+    bounded["latent-adaptive-1d"] = (sample_field((5000,), slope=-2, seed=60) * 3, {"model": load_model(ndim=1).name})
+    bounded["latent-adaptive-2d"] = (sample_field((40, 60), slope=-4, seed=60) * 3, {"model": load_model(ndim=2).name})
     with_nan = sample_field((50, 60), seed=50) * 3
     with_nan[5, 5], with_nan[7, :3], with_nan[-1, -1] = np.nan, np.inf, -np.inf
     bounded["bounded-abs-nan"] = (with_nan, {"abs": 1e-3})
@@ -61,14 +73,15 @@ def main() -> None:
     decades = (10.0 ** rng.uniform(-8, 2, 1500) * rng.choice([-1, 1], 1500)).astype(np.float64)
     decades[::50] = 0
     bounded["bounded-pw-rel"] = (decades, {"pw_rel": 1e-3})
-    for name, (x, mode) in [(k, (v, {})) for k, v in cases.items()] + list(bounded.items()):
-        src, aez = os.path.join(folder, name + ".npy"), os.path.join(folder, name + ".aez")
+    models = {load_model(ndim=ndim).name for ndim in shapes}
+    for name, (x, mode) in [(k, (v, {"model": k} if k in models else {})) for k, v in cases.items()] + list(bounded.items()):
+        src, aez = _paths(folder, name)
         if os.path.exists(aez):  # golden files are written once and kept forever
             continue
         np.save(src, x)
         aezip.compress(src, aez, **mode)
         print(name, x.shape, x.dtype, mode)
-    src, aez = os.path.join(folder, "slabs-rel.npy"), os.path.join(folder, "slabs-rel.aez")
+    src, aez = _paths(folder, "slabs-rel")
     if not os.path.exists(aez):  # an array in slabs of 64 rows (normally only above --memory)
         from aezip import slabs
 
@@ -80,7 +93,7 @@ def main() -> None:
         finally:
             slabs.slab_rows = rows
         print("slabs-rel", x.shape)
-    src, aez = os.path.join(folder, "fit-embedded.npy"), os.path.join(folder, "fit-embedded.aez")
+    src, aez = _paths(folder, "fit-embedded")
     if not os.path.exists(aez):  # a container carrying its own (fitted) model
         x = sample_field((64, 64), seed=56)
         np.save(src, x)
@@ -90,7 +103,7 @@ def main() -> None:
     from tests.common import model_field
 
     for name, cols in (("bounded-model-2d", 128), ("bounded-model-tiles-2d", 128)):
-        src, aez = os.path.join(folder, name + ".npy"), os.path.join(folder, name + ".aez")
+        src, aez = _paths(folder, name)
         if os.path.exists(aez):  # the model's prediction as the base: on every tile, or on some (aezip 0.4.0)
             continue
         x = model_field((64, 128) if name == "bounded-model-2d" else (128, 256), cols)
@@ -122,10 +135,10 @@ def main() -> None:
             aezip.compress(src, aez, **mode)
             print(name, x.shape, x.dtype, mode)
     write_frames()
-    src = os.path.join(folder, "several.npz")
-    if not os.path.exists(os.path.join(folder, "several.aez")):
+    src, aez = _paths(folder, "several", ".npz")
+    if not os.path.exists(aez):
         np.savez(src, series=sample_field((2000,), seed=7).astype(np.float64), image=sample_field((40, 50), seed=8))
-        aezip.compress(src, os.path.join(folder, "several.aez"))
+        aezip.compress(src, aez)
         print("several.npz")
 
 

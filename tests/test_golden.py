@@ -91,3 +91,23 @@ def test_later_versions_are_written_only_where_needed():
             uses_filter = any(e.codec.filter for e in c.arrays)
             uses_coarse = any(e.codec.coarse for e in c.arrays)
             assert c.format_version == (4 if uses_filter else 3 if uses_coarse else 2), f
+
+
+def test_version_5_golden_files_have_every_record_checksummed(tmp_path):
+    """Format 5 §1: a CRC-32 over the header and each entry record; an edited record is refused."""
+    import shutil
+
+    import h5py
+
+    v5 = [f for f in FILES if os.path.basename(os.path.dirname(f)) == "v5"]
+    assert any(os.path.basename(f).startswith("checksummed-") for f in v5)
+    for f in v5:
+        with h5py.File(f) as h:
+            assert "header_crc32" in h.attrs
+            assert all("record_crc32" in h[k].attrs for k in h if k.startswith("array_"))
+    p = str(tmp_path / "c.aez")
+    shutil.copy(v5[0], p)
+    with h5py.File(p, "r+") as h:
+        h["array_0"].attrs["record"] = np.bytes_(h["array_0"].attrs["record"].replace(b'"figures"', b'"figures" '))
+    with pytest.raises(aezip.ContainerError, match="checksum of the 'record' record"):
+        aezip.info(p)
