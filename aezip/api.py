@@ -25,6 +25,7 @@ from . import progress
 from .coding import Models, spatial_ndim
 from .container import ArrayEntry, Container, ContainerWriter, ModelRef, SourceRef, read_container
 from .errors import BoundExceededError, UsageError
+from .io.zarr_store import parse_serializer
 from .fileutil import check_space, check_writable
 from .metrics import Quality, Report, combine, psnr
 
@@ -182,7 +183,8 @@ def _compress_input(src, output: str, models: Models, ndim, bound, memory: int, 
 def decompress(path: str, output: str | None = None, *, model: str | None = None, device: str = "auto",
                original: str | np.ndarray | None = None, key: str | None = None, force: bool = False,
                write: bool = True, region: Sequence[tuple[int, int]] | None = None, threads: int | None = None,
-               memory: int = DEFAULT_MEMORY) -> tuple[np.ndarray | dict[str, np.ndarray], Report]:
+               memory: int = DEFAULT_MEMORY, zarr_serializer: str | None = None,
+               ) -> tuple[np.ndarray | dict[str, np.ndarray], Report]:
     """Decode a container; write the reconstruction (unless ``write`` is False) and report.
 
     Returns the array (or a dict name -> array when the container holds several) and the
@@ -192,14 +194,16 @@ def decompress(path: str, output: str | None = None, *, model: str | None = None
     ``region``: one (start, stop) per axis; only that part is decoded (and only the slabs
     it touches), and returned, measured and written. Slabs are decoded at most ``threads``
     at once, as many as ``memory`` bytes hold; an output larger than its file system's free
-    space is refused before decoding.
+    space is refused before decoding. An output ending in ``.zarr`` is a Zarr v3 store, its chunks
+    uncompressed or coded by ``zarr_serializer`` (``aezip:MODE:BOUND``).
     """
     return _decompress(path, output, model=model, device=device, original=original, key=key, force=force,
-                       write=write, region=region, threads=threads, memory=memory, keep=True)
+                       write=write, region=region, threads=threads, memory=memory, keep=True,
+                       zarr_serializer=zarr_serializer)
 
 
 def _decompress(path: str, output: str | None, *, model, device, original, key, force, write: bool, region,
-                threads, memory: int, keep: bool):
+                threads, memory: int, keep: bool, zarr_serializer: str | None = None):
     """:func:`decompress`; without ``keep`` (and ``write``) the decoded values are measured and
     dropped, slab by slab, so that only the slabs in flight are in memory."""
     if memory < 1 << 20:
@@ -216,6 +220,9 @@ def _decompress(path: str, output: str | None, *, model, device, original, key, 
             output = aeio.default_output_name(path, kind)
         kind = aeio.output_kind(output) or kind
         check_writable(output, force, inputs=(path, *_files(original, model)))
+    if zarr_serializer is not None and kind != "zarr":
+        raise UsageError("--zarr-serializer applies to a Zarr output: -o NAME.zarr")
+    serializer = parse_serializer(zarr_serializer) if kind == "zarr" else None
     models.embedded = c.embedded_model
     arrays = slabs.group([dataclasses.replace(e, streams=slabs.LazyStreams(path, i)) for i, e in enumerate(c.arrays)])
     references = _references(original, [g[0] for g in arrays], key)
@@ -243,7 +250,8 @@ def _decompress(path: str, output: str | None, *, model, device, original, key, 
                                    measured_ratio=ratio, region=None if region is None else shape))
     if write and not streaming:
         fields = [(g[0].name, x_hat, g[0].order, g[0].byteorder) for g, x_hat in zip(arrays, results)]
-        aeio.write_output(output, fields, kind=kind, skeleton=c.skeleton if whole_file else None, force=force)
+        aeio.write_output(output, fields, kind=kind, skeleton=c.skeleton if whole_file else None, force=force,
+                          serializer=serializer)
     report = _file_report(parts, input=path, output=output if write else None, file_bytes=file_bytes,
                           seconds=time.perf_counter() - t0)
     if c.embedded_model:

@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     c = sub.add_parser("compress", parents=[common], help="compress an array file into an .aez container")
-    c.add_argument("input", help="x.npy, x.npz, x.h5 or x.nc (every float dataset), x.h5:/group/dataset, or a raw binary")
+    c.add_argument("input", help="x.npy, x.npz, x.h5 or x.nc (every float dataset), x.h5:/group/dataset, a Zarr "
+                                 "store x.zarr or x.zarr:/group/array (read chunk by chunk), or a raw binary")
     c.add_argument("-o", "--output", help="container path (default: <input file>.aez)")
     c.add_argument("--ndim", type=int, choices=[1, 2, 3], help="trailing axes that are spatial (default: all, up to 3)")
     c.add_argument("--key", help="one array of an .npz (its name) or HDF5 file (/group/dataset)")
@@ -114,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--region", type=_region, metavar="START:STOP,...",
                    help="decode only this part: one half-open START:STOP per axis, like a Python slice")
     d.add_argument("--memory", type=_bytes, metavar="SIZE", help=DECODE_MEMORY_HELP)
+    d.add_argument("--zarr-serializer", metavar="SPEC",
+                   help="with -o NAME.zarr: bytes (uncompressed chunks, the default) or aezip:MODE:BOUND "
+                        "(chunks coded by aezip's Zarr codec, e.g. aezip:abs:1e-3)")
 
     i = sub.add_parser("info", parents=[common], help="describe a container without decoding it")
     i.add_argument("input", metavar="FILE.aez")
@@ -254,7 +258,8 @@ def _cmd_decompress(a) -> dict:
     from . import api
 
     _, r = api.decompress(a.input, a.output, model=a.model, device=a.device, original=a.original,
-                          key=a.key, force=a.force, region=a.region, threads=a.threads, memory=_memory(a))
+                          key=a.key, force=a.force, region=a.region, threads=a.threads, memory=_memory(a),
+                          zarr_serializer=a.zarr_serializer)
     return _emit(a, r, "decompressed")
 
 

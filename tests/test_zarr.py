@@ -163,3 +163,63 @@ def test_dask_local_cluster_writes_a_lazy_array_through_the_codec(tmp_path):
 def test_dask_local_cluster_larger(tmp_path):
     _write_and_check(dict(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None),
                      (4096, 4096), (1024, 1024), tmp_path)
+
+
+# --- the CLI reads and writes Zarr stores ----------------------------------------------------
+
+def _store(tmp_path, x):
+    root = zarr.open_group(zarr.storage.LocalStore(str(tmp_path / "in.zarr")), mode="w", zarr_format=3)
+    a = root.create_array("t", shape=x.shape, chunks=(64, 64), dtype="float32", fill_value=-9999.0)
+    a[:] = x
+    b = root.create_array("u", shape=(50,), chunks=(20,), dtype="float64")
+    b[:] = np.linspace(0, 1, 50)
+    return str(tmp_path / "in.zarr")
+
+
+def test_cli_compresses_a_zarr_array_and_decompresses_into_a_zarr_store(tmp_path, monkeypatch):
+    from aezip.cli import main
+    from aezip.io import zarr_store
+
+    x = sample_field((300, 200), seed=9)
+    x[:3, :3], x[10, 10] = np.nan, -9999.0
+    store = _store(tmp_path, x)
+    monkeypatch.setattr(zarr_store, "LAZY_BYTES", 1)  # read lazily, slab by slab, as a large array would be
+    aez, out, coded = str(tmp_path / "t.aez"), str(tmp_path / "out.zarr"), str(tmp_path / "coded.zarr")
+    assert main(["compress", f"{store}:/t", "-o", aez, "--abs", "1e-3", "--memory", "1M", "--quiet"]) == 0
+    assert main(["decompress", aez, "-o", out, "--quiet"]) == 0
+    y = zarr.open_group(out)["t"]
+    assert y.metadata.to_dict()["codecs"][0]["name"] == "bytes"  # uncompressed chunks by default
+    _check(np.where(x == -9999.0, np.nan, x), np.where(y[:] == -9999.0, np.nan, y[:]))
+    assert y[10, 10] == -9999.0  # the store's fill value, kept exactly
+    assert main(["decompress", aez, "-o", coded, "--zarr-serializer", "aezip:abs:1e-3", "--quiet"]) == 0
+    z = zarr.open_group(coded)["t"]
+    assert z.metadata.to_dict()["codecs"][0]["name"] == "aezip"
+    assert np.nanmax(np.abs(z[:] - y[:])) <= 1e-3
+
+
+def test_cli_compresses_every_array_of_a_zarr_group(tmp_path):
+    from aezip.cli import main
+
+    store = _store(tmp_path, sample_field((100, 80), seed=10))
+    aez, out = str(tmp_path / "all.aez"), str(tmp_path / "all.zarr")
+    assert main(["compress", store, "-o", aez, "--rel", "1e-3", "--quiet"]) == 0
+    assert main(["decompress", aez, "-o", out, "--quiet"]) == 0
+    assert sorted(zarr.open_group(out).keys()) == ["t", "u"]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--zarr-serializer", "zstd"], "use bytes"),
+    (["--zarr-serializer", "aezip:abs:x"], "not a number"),
+    (["--zarr-serializer", "aezip:rel:1e-3"], "needs value_range"),
+])
+def test_cli_zarr_errors_are_one_line(tmp_path, capsys, argv, message):
+    from aezip.cli import main
+
+    store = _store(tmp_path, sample_field((64, 64), seed=11))
+    aez = str(tmp_path / "t.aez")
+    assert main(["compress", f"{store}:/t", "-o", aez, "--abs", "1e-2", "--quiet"]) == 0
+    assert main(["decompress", aez, "-o", str(tmp_path / "o.zarr")] + argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and not (tmp_path / "o.zarr").exists()
+    assert main(["decompress", aez, "-o", str(tmp_path / "o.npy"), "--zarr-serializer", "bytes"]) == 2
+    assert main(["compress", f"{store}:/nothing", "-o", str(tmp_path / "n.aez")]) == 2

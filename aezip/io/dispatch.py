@@ -14,6 +14,7 @@ from .formats import KINDS, output_kind, sniff
 from .hdf5 import read_hdf5_dataset, read_hdf5_file, write_hdf5
 from .npy import read_npy, read_npz, write_npy, write_npz
 from .raw import RAW_EXTENSIONS, check_raw_extension, read_raw, write_raw
+from .zarr_store import is_zarr_store, read_zarr, write_zarr
 
 FieldSpec = tuple[str, np.ndarray, str, str]
 
@@ -34,7 +35,7 @@ def split_spec(spec: str) -> tuple[str, str | None]:
         return spec, None
     end = len(spec)
     while (end := spec.rfind(":", 0, end)) > 0:
-        if os.path.isfile(spec[:end]):
+        if os.path.isfile(spec[:end]) or is_zarr_store(spec[:end]):
             inner = spec[end + 1:]
             return spec[:end], inner or None
     return spec, None
@@ -48,6 +49,8 @@ def read_input(spec: str, *, key: str | None = None, shape: tuple[int, ...] | No
         if key is not None and key.strip("/") != inner.strip("/"):
             raise UsageError(f"{spec} names {inner!r} but --key names {key!r}; give one of them")
         key = inner
+    if is_zarr_store(path):
+        return read_zarr(path, key)
     kind = _input_format(path)
     raw_options = shape is not None or dtype is not None
     if raw_options and kind in _FORMAT_NAMES:
@@ -74,7 +77,7 @@ def read_input(spec: str, *, key: str | None = None, shape: tuple[int, ...] | No
 
 
 def write_output(path: str, fields: Sequence[FieldSpec], *, kind: str | None = None,
-                 skeleton: bytes | None = None, force: bool = False) -> str:
+                 skeleton: bytes | None = None, force: bool = False, serializer=None) -> str:
     """Write ``(name, x, order, byteorder)`` fields to ``path`` atomically; return the kind written.
 
     ``kind`` defaults to the one ``path``'s extension implies. ``skeleton`` (from an
@@ -91,6 +94,9 @@ def write_output(path: str, fields: Sequence[FieldSpec], *, kind: str | None = N
         raise UsageError(f"unknown output kind {kind!r}; use one of {', '.join(KINDS)}")
     if not fields:
         raise UsageError(f"no arrays to write to {path}")
+    if kind == "zarr":  # a folder: written beside and renamed into place, with ``serializer`` (None: bytes)
+        write_zarr(path, fields, serializer, force)
+        return kind
     writers: dict[str, Callable[[str], None]] = {
         "npy": lambda tmp: write_npy(tmp, fields),
         "npz": lambda tmp: write_npz(tmp, fields),

@@ -9,12 +9,13 @@ from .hdf5 import HDF5_SIGNATURE
 from .npy import NPY_MAGIC
 from .raw import RAW_EXTENSIONS
 
-KINDS = ("npy", "npz", "hdf5", "raw")
+KINDS = ("npy", "npz", "hdf5", "raw", "zarr")
 HDF5_EXTENSIONS = (".h5", ".hdf5", ".he5", ".nc", ".nc4", ".h5part")
 _EXTENSION_KIND = {".npy": "npy", ".npz": "npz"}
 _EXTENSION_KIND.update({ext: "hdf5" for ext in HDF5_EXTENSIONS})
 _EXTENSION_KIND.update({ext: "raw" for ext in RAW_EXTENSIONS})
-DEFAULT_EXTENSION = {"npy": ".npy", "npz": ".npz", "hdf5": ".h5", "raw": ".raw"}
+_EXTENSION_KIND[".zarr"] = "zarr"  # a Zarr v3 store (a folder), written by io.zarr_store
+DEFAULT_EXTENSION = {"npy": ".npy", "npz": ".npz", "hdf5": ".h5", "raw": ".raw", "zarr": ".zarr"}
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 _NETCDF3_MAGICS = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
 
