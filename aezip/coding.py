@@ -26,7 +26,7 @@ import zlib
 import numpy as np
 
 from . import progress
-from .codec import adaptive, bounded, entropy, interp, mask, postfilter, transform
+from .codec import adaptive, architecture, bounded, entropy, interp, mask, postfilter
 from .codec.normalize import Normalization
 from .codec.tile import spread, tile, tile_sums, untile
 from .container import ArrayEntry, CodecParams, Figures, ModelRef
@@ -234,44 +234,42 @@ DEFAULT_QUALITY = 45.0  # dB: the plain learned mode's PSNR target unless --qual
 
 
 def _transformed(x: np.ndarray, d: int, quality: float, vrange: float, valid: np.ndarray):
-    """The multiscale transform coder (codec.transform) at the PSNR ``quality`` (relative to
-    ``vrange``, the whole array's range) over the ``valid`` values, the first coding that
-    reaches it. The coder aims at the squared error of every value (the invalid ones hold
-    fills), scaled so that the valid ones alone reach the target whatever the fills cost."""
+    """The plain learned mode's architecture (codec.architecture.DEFAULT) at the PSNR
+    ``quality`` (relative to ``vrange``, the whole array's range) over the ``valid``
+    values. It aims at the squared error of every value (the invalid ones hold fills),
+    scaled so that the valid ones alone reach the target whatever the fills cost."""
     target_mse = vrange * vrange * 10 ** (-quality / 10) * np.count_nonzero(valid) / valid.size
     integer = x.dtype.kind == "f" and bool(np.all(np.rint(x) == x))
-    c, x_hat = transform.encode(x.astype(np.float64), d, target_mse, vrange, integer)
-    stream = np.frombuffer(c.pack(), dtype=np.uint8)
-    x_cast = _cast(x_hat, x.dtype)
-    reached = float(np.mean((x_cast - x.astype(np.float64)) ** 2)) <= target_mse
-    if stream.nbytes >= x.nbytes or not reached:  # never worse than raw, never short of the target: exact values
+    model = architecture.get_model(architecture.DEFAULT, ndim=d)
+    latents, x_hat = model.compress_to(x.astype(np.float64), target_mse, vrange, integer)
+    reached = float(np.mean((_cast(x_hat, x.dtype) - x.astype(np.float64)) ** 2)) <= target_mse
+    if latents.nbytes >= x.nbytes or not reached:  # never worse than raw, never short of the target: exact values
         return _raw(x)
-    codec = CodecParams(storage="transform", transform="cdf97", ndim=d, offset=c.offset, step=c.step,
-                        levels=c.levels, integer=c.integer, symbols_crc32=c.crc32)
-    return codec, {"codes": stream}, x_hat
+    codec = CodecParams(storage="transform", transform=model.name, ndim=d, **latents.fields)
+    return codec, {k: np.frombuffer(v, dtype=np.uint8) for k, v in latents.streams.items()}, x_hat
 
 
-def transform_coding(entry: ArrayEntry) -> transform.Coded:
-    """The transform coding an entry holds (its record's keys and its "codes" stream)."""
+def transform_latents(entry: ArrayEntry):
+    """(model, Latents) of a transform-coded entry: its architecture, configured, and what
+    it needs of the entry's record and streams."""
     c = entry.codec
-    stream = entry.streams.get("codes")
-    if stream is None or stream.dtype != np.uint8:
-        raise ContainerError(f"array {entry.name!r}: its transform codes are missing; the container is corrupted")
-    if len(entry.part_shape) < c.ndim:
-        raise ContainerError(f"array {entry.name!r} has {len(entry.part_shape)} axes but was coded with {c.ndim} "
-                             "spatial axes; the container is corrupted")
-    return transform.Coded.unpack(stream.tobytes(), transform.n_bands(entry.part_shape, c.ndim, c.levels),
-                                  offset=c.offset, step=c.step, levels=c.levels, integer=c.integer,
-                                  crc32=c.symbols_crc32)
+    model = architecture.get_model(c.transform, ndim=c.ndim)
+    streams = {}
+    for k in model.STREAMS:
+        s = entry.streams.get(k)
+        if s is None or s.dtype != np.uint8:
+            raise ContainerError(f"array {entry.name!r}: its stream {k!r} is missing; the container is corrupted")
+        streams[k] = s.tobytes()
+    return model, architecture.Latents(streams=streams, fields={k: getattr(c, k) for k in model.FIELDS},
+                                       shape=entry.part_shape)
 
 
 def _transform_back(entry: ArrayEntry) -> np.ndarray:
+    model, latents = transform_latents(entry)
     try:
-        return transform.decode(transform_coding(entry), entry.part_shape, entry.codec.ndim)
-    except ContainerError:
-        raise
-    except ValueError as err:
-        raise ContainerError(f"array {entry.name!r}: {err}; the container is corrupted") from None
+        return model.decompress(latents)
+    except ContainerError as err:
+        raise ContainerError(f"array {entry.name!r}: {err}") from None
 
 
 def _cast(x_hat: np.ndarray, dtype: np.dtype) -> np.ndarray:

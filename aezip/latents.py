@@ -25,31 +25,23 @@ from .container import ArrayEntry, read_container
 from .errors import ContainerError, UsageError
 
 
-def _band_name(level: int, orientation: tuple[int, ...]) -> str:
-    return f"level{level}_" + "".join("H" if o else "L" for o in orientation)
-
-
 def _prefix(e: ArrayEntry) -> str:
     name = e.name or "array"
     return name if e.slab is None else f"{name}@{e.slab[0]}:{e.slab[1]}"
 
 
 def _transform_latents(e: ArrayEntry) -> dict[str, np.ndarray]:
-    from .codec import transform
-    from .coding import transform_coding
+    from .coding import transform_latents
 
+    model, latents = transform_latents(e)
     try:
-        coding = transform_coding(e)
-        q, bands = transform.codes(coding, e.part_shape, e.codec.ndim)
-    except ContainerError:
-        raise
-    except ValueError as err:
-        raise ContainerError(f"array {e.name!r}: {err}; the container is corrupted") from None
+        codes = model.latent_codes(latents)
+    except ContainerError as err:
+        raise ContainerError(f"array {e.name!r}: {err}") from None
     out = {}
-    for b in bands:
-        key = f"{_prefix(e)}/{_band_name(b.level, b.orientation)}"
-        out[key] = np.ascontiguousarray(q[(slice(None),) + b.box])
-        out[key + "/step"] = np.float64(coding.step)
+    for name, (q, step) in codes.items():
+        out[f"{_prefix(e)}/{name}"] = q
+        out[f"{_prefix(e)}/{name}/step"] = np.float64(step)
     return out
 
 

@@ -235,3 +235,35 @@ def test_latents_of_the_conv_autoencoder(tmp_path):
     channels = [k for k in z if not k.endswith("/step")]
     assert len(channels) == c.latent_shape[1]
     assert z["array/channel0"].shape == (c.latent_shape[0],) + tuple(c.latent_shape[2:])
+
+
+def test_architectures_register_by_name():
+    from aezip.codec import architecture
+
+    @architecture.register_model("test-uniform")
+    class Uniform(architecture.CompressionModel):
+        """x quantized with the step, the codes stored as int32: the smallest architecture."""
+
+        def compress(self, x, step):
+            q = np.rint(x / step).astype("<i4")
+            return architecture.Latents(streams={"q": q.tobytes()}, fields={"step": step}, shape=x.shape)
+
+        def decompress(self, latents):
+            q = np.frombuffer(latents.streams["q"], "<i4").reshape(latents.shape)
+            return q * latents.fields["step"]
+
+        def latent_codes(self, latents):
+            return {"q": (np.frombuffer(latents.streams["q"], "<i4"), latents.fields["step"])}
+
+    x = _smooth((50, 40))
+    model = architecture.get_model("test-uniform", ndim=2)
+    target = float(np.ptp(x)) ** 2 * 1e-4
+    latents, x_hat = model.compress_to(x, target, float(np.ptp(x)))
+    assert np.mean((x - x_hat) ** 2) <= target
+    assert np.mean((x - model.decompress(model.compress(x, latents.fields["step"] * 1.1))) ** 2) > target * 0.9
+    assert "cdf97" in architecture.architectures() and "test-uniform" in architecture.architectures()
+    with pytest.raises(ContainerError, match="'nope'"):
+        architecture.get_model("nope", ndim=2)
+    coder = architecture.get_model(architecture.DEFAULT, ndim=2)
+    f = coder.forward(x, 0.5)
+    assert f.x_hat.shape == x.shape and f.bits > 0

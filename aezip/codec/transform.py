@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import ContainerError
 from . import subband, varint, wavelet
+from .architecture import CompressionModel, Latents, register_model
 
 ROUNDING = 0.45  # q = floor(|y| / step + ROUNDING): slightly more zeros than rounding to nearest
 LAMBDA = 0.1  # the RD quantizer: bits against squared error in units of step^2 (measured best of 0, 0.05, 0.1, 0.2)
@@ -303,3 +304,64 @@ def decode(c: Coded, shape: tuple[int, ...], ndim: int) -> np.ndarray:
     q, bands = codes(c, shape, ndim)
     x_hat = inverse(subband.dequantize(q, c.step, c.thetas, _full(bands)), shape, ndim, c.levels) + c.offset
     return np.rint(x_hat) if c.integer else x_hat
+
+
+@register_model("cdf97")
+class WaveletCoder(CompressionModel):
+    """The CDF 9/7 transform coder as a CompressionModel: no trained weights, so every
+    configuration is its ``ndim``. Streams: "codes"; record fields: offset, step, levels,
+    integer, symbols_crc32 (formats/aezip-container-v5.md §3)."""
+
+    STREAMS = ("codes",)
+    FIELDS = ("offset", "step", "levels", "integer", "symbols_crc32")
+
+    def _latents(self, c: Coded, shape: tuple[int, ...]) -> Latents:
+        return Latents(streams={"codes": c.pack()}, shape=tuple(shape),
+                       fields=dict(offset=c.offset, step=c.step, levels=c.levels, integer=c.integer,
+                                   symbols_crc32=c.crc32))
+
+    def coding(self, latents: Latents) -> Coded:
+        """The coding a Latents holds; ContainerError where it is damaged."""
+        f, shape = latents.fields, latents.shape
+        if "codes" not in latents.streams:
+            raise ContainerError("the transform codes are missing; the container is corrupted")
+        if len(shape) < self.ndim:
+            raise ContainerError(f"an array of {len(shape)} axes coded with {self.ndim} spatial axes; "
+                                 "the container is corrupted")
+        return Coded.unpack(latents.streams["codes"], n_bands(shape, self.ndim, f["levels"]), offset=f["offset"],
+                            step=f["step"], levels=f["levels"], integer=f["integer"], crc32=f["symbols_crc32"])
+
+    def compress(self, x: np.ndarray, step: float) -> Latents:
+        offset = float(np.mean(x))
+        levels = levels_for(x.shape, self.ndim)
+        bands = _full(subband.bands(_axes_shape(x.shape, self.ndim), levels))
+        y = forward(x - offset, self.ndim, levels)
+        q = subband.quantize(y, step, ROUNDING)
+        thetas = subband.thetas_for(y, q, step, bands)
+        q, steps = subband.quantize_rd(y, step, levels, LAMBDA, subband.rate_table(q, levels), thetas)
+        payload, escapes, radii = subband.encode_steps(steps)
+        return self._latents(Coded(offset=offset, step=step, levels=levels, thetas=subband.thetas_for(y, q, step, bands),
+                                   radii=radii, escapes=escapes, integer=False, crc32=_crc(q), payload=payload),
+                             x.shape)
+
+    def compress_to(self, x: np.ndarray, target_mse: float, vrange: float, integer: bool = False):
+        c, x_hat = encode(x, self.ndim, target_mse, vrange, integer)
+        return self._latents(c, x.shape), x_hat
+
+    def decompress(self, latents: Latents) -> np.ndarray:
+        try:
+            return decode(self.coding(latents), latents.shape, self.ndim)
+        except ContainerError:
+            raise
+        except ValueError as err:
+            raise ContainerError(f"{err}; the container is corrupted") from None
+
+    def latent_codes(self, latents: Latents) -> dict[str, tuple[np.ndarray, float]]:
+        """Per subband, ``level<L>_<L or H per axis>``: its codes (planes first) and step."""
+        c = self.coding(latents)
+        try:
+            q, bands = codes(c, latents.shape, self.ndim)
+        except ValueError as err:
+            raise ContainerError(f"{err}; the container is corrupted") from None
+        return {f"level{b.level}_" + "".join("H" if o else "L" for o in b.orientation):
+                (np.ascontiguousarray(q[(slice(None),) + b.box]), c.step) for b in bands}

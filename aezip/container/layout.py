@@ -25,7 +25,6 @@ SUPPORTED_VERSIONS = (1, 2, 3, 4, 5)
 CHECKSUMMED_SINCE = 5  # the first version whose header and entry records carry a CRC-32
 STORAGES = ("latent", "raw", "constant", "bounded", "transform")
 BASES = ("none", "model", "tiles")  # where a bounded prediction starts: 0, the model's x_hat, or it on some tiles
-TRANSFORMS = ("cdf97",)  # storage "transform": the wavelets a reader knows
 DTYPES = ("float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
 
 
@@ -173,8 +172,9 @@ class CodecParams(_Record):
     ``symbols_crc32`` is the CRC-32 of the decoded latents (int32, little-endian, C order);
     the stream's last ``escapes`` int32 values are the escaped latents;
     ``model`` indexes the container's model list (-1: no model).
-    "transform" (format version 5, the plain learned mode's coder, aezip.codec.transform):
-    x - ``offset`` went through ``levels`` levels of the ``transform`` wavelet over the
+    "transform" (format version 5, the plain learned mode's coder): ``transform`` names its
+    architecture (aezip.codec.architecture's registry; "cdf97": aezip.codec.transform):
+    x - ``offset`` went through ``levels`` levels of the wavelet over the
     trailing ``ndim`` axes, its coefficients quantized with ``step``, the codes range-coded
     per subband (the stream "codes" begins with the coder's table radii and the subbands'
     reconstruction offsets); ``symbols_crc32`` is the CRC-32 of the codes; ``integer``: the
@@ -246,9 +246,8 @@ class CodecParams(_Record):
                                 ):
             raise ValueError("filter weights on an array that is not --psnr bounded coding without a model")
         if self.storage == "transform":
-            if self.transform not in TRANSFORMS:
-                raise ContainerError(f"an array is coded with the transform {self.transform!r}, which this aezip "
-                                     "does not know: upgrade aezip to read it")
+            if not self.transform:
+                raise ValueError("transform coding without its architecture's name")
             if not (self.ndim in (1, 2, 3) and 0 <= self.levels <= 30 and self.step > 0):
                 raise ValueError("transform coding needs ndim 1-3, 0-30 levels and a positive step")
         elif self.transform or self.step:
