@@ -233,19 +233,30 @@ def _learned(x: np.ndarray, d: int, models: Models, name: str):
 DEFAULT_QUALITY = 45.0  # dB: the plain learned mode's PSNR target unless --quality says otherwise
 
 
-def _transformed(x: np.ndarray, d: int, quality: float, vrange: float, valid: np.ndarray):
+def _transformed(x: np.ndarray, d: int, quality: float, vrange: float, valid: np.ndarray,
+                 halo: tuple[np.ndarray, np.ndarray] | None = None, fill_values: tuple[float, ...] = ()):
     """The plain learned mode's architecture (codec.architecture.DEFAULT) at the PSNR
     ``quality`` (relative to ``vrange``, the whole array's range) over the ``valid``
     values. It aims at the squared error of every value (the invalid ones hold fills),
-    scaled so that the valid ones alone reach the target whatever the fills cost."""
+    scaled so that the valid ones alone reach the target whatever the fills cost. With
+    ``halo`` (the rows before and after a slab), the slab is coded with them, so that its
+    edges are coded as its inside is, and keeps its own rows."""
     target_mse = vrange * vrange * 10 ** (-quality / 10) * np.count_nonzero(valid) / valid.size
     integer = x.dtype.kind == "f" and bool(np.all(np.rint(x) == x))
+    window, h = x.astype(np.float64), (0, 0)
+    if halo is not None and (halo[0].shape[0] or halo[1].shape[0]):
+        parts = [bounded.fill_invalid(r, valid_mask(r, fill_values)).astype(np.float64) for r in halo]
+        window, h = np.concatenate([parts[0], window, parts[1]]), (parts[0].shape[0], parts[1].shape[0])
+        integer = integer and all(bool(np.all(np.rint(p) == p)) for p in parts)
     model = architecture.get_model(architecture.DEFAULT, ndim=d)
-    latents, x_hat = model.compress_to(x.astype(np.float64), target_mse, vrange, integer)
+    # the window's squared error within the slab's budget, so that the slab's is
+    latents, x_hat = model.compress_to(window, target_mse * x.size / window.size, vrange, integer)
+    x_hat = x_hat[h[0] : h[0] + x.shape[0]]
     reached = float(np.mean((_cast(x_hat, x.dtype) - x.astype(np.float64)) ** 2)) <= target_mse
     if latents.nbytes >= x.nbytes or not reached:  # never worse than raw, never short of the target: exact values
         return _raw(x)
-    codec = CodecParams(storage="transform", transform=model.name, ndim=d, **latents.fields)
+    codec = CodecParams(storage="transform", transform=model.name, ndim=d, halo=list(h) if any(h) else [],
+                        **latents.fields)
     return codec, {k: np.frombuffer(v, dtype=np.uint8) for k, v in latents.streams.items()}, x_hat
 
 
@@ -260,14 +271,17 @@ def transform_latents(entry: ArrayEntry):
         if s is None or s.dtype != np.uint8:
             raise ContainerError(f"array {entry.name!r}: its stream {k!r} is missing; the container is corrupted")
         streams[k] = s.tobytes()
+    h0, h1 = c.halo or (0, 0)
+    shape = (entry.part_shape[0] + h0 + h1,) + tuple(entry.part_shape[1:]) if entry.part_shape else ()
     return model, architecture.Latents(streams=streams, fields={k: getattr(c, k) for k in model.FIELDS},
-                                       shape=entry.part_shape)
+                                       shape=shape)
 
 
 def _transform_back(entry: ArrayEntry) -> np.ndarray:
     model, latents = transform_latents(entry)
+    h0 = entry.codec.halo[0] if entry.codec.halo else 0
     try:
-        return model.decompress(latents)
+        return model.decompress(latents)[h0 : h0 + entry.part_shape[0]]
     except ContainerError as err:
         raise ContainerError(f"array {entry.name!r}: {err}") from None
 
@@ -611,7 +625,8 @@ def encode_array(x: np.ndarray, name: str, models: Models | None, ndim: int | No
                  bound: bounded.Bound | None = None, order: str = "C", byteorder: str = "<",
                  fill_values: tuple[float, ...] = (), vrange: float | None = None,
                  full_shape: tuple[int, ...] | None = None,
-                 slab: tuple[int, int] | None = None, quality: float | None = None) -> tuple[ArrayEntry, np.ndarray]:
+                 slab: tuple[int, int] | None = None, quality: float | None = None,
+                 halo: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[ArrayEntry, np.ndarray]:
     """Code one array, or one slab of it; returns its container entry and exactly what the
     decoder will return.
 
@@ -620,7 +635,8 @@ def encode_array(x: np.ndarray, name: str, models: Models | None, ndim: int | No
     array of shape ``full_shape`` whose valid values span ``vrange`` (bounds and PSNR are
     relative to the whole array). ``quality``: the plain learned mode's PSNR target
     (default DEFAULT_QUALITY) for the transform coder, which it uses unless a model was
-    chosen (``models.spec``) or fitted."""
+    chosen (``models.spec``) or fitted; ``halo``: the rows before and after a slab, which
+    the transform coder codes with it (see :func:`_transformed`)."""
     t0 = time.perf_counter()
     check_dtype(x, name)
     d = spatial_ndim(tuple(x.shape if full_shape is None else full_shape), ndim)
@@ -641,7 +657,8 @@ def encode_array(x: np.ndarray, name: str, models: Models | None, ndim: int | No
         codec, streams, x_hat = _raw(x_f)
         figure_bound = _exact_bound(bound)
     elif bound is None and (models is None or models.spec is None and models.embedded is None):
-        codec, streams, x_hat = _transformed(x_f, d, DEFAULT_QUALITY if quality is None else quality, vrange, valid)
+        codec, streams, x_hat = _transformed(x_f, d, DEFAULT_QUALITY if quality is None else quality, vrange, valid,
+                                             halo, fill_values)
     elif bound is None:
         codec, streams, x_hat = _learned(x_f, d, models, name)
     else:

@@ -267,3 +267,33 @@ def test_architectures_register_by_name():
     coder = architecture.get_model(architecture.DEFAULT, ndim=2)
     f = coder.forward(x, 0.5)
     assert f.x_hat.shape == x.shape and f.bits > 0
+
+
+def test_no_seam_at_slab_boundaries(tmp_path):
+    """A field coded in slabs (a small --memory) has no larger errors near the slabs'
+    boundaries than elsewhere: each slab is coded with its neighbours' rows."""
+    x = _smooth((256, 384), seed=5).astype(np.float32)
+    path = str(tmp_path / "x.aez")
+    aezip.compress(x, path, memory=4 << 20, quality=40)
+    c = aezip.info(path)
+    starts = [a.slab[0] for a in c.arrays][1:]
+    assert len(starts) >= 2 and all(a.codec.halo for a in c.arrays)
+    x_hat, _ = aezip.decompress(path, write=False)
+    rows = np.mean((x.astype(np.float64) - x_hat) ** 2, axis=1)
+    near = np.concatenate([rows[s - 4 : s + 4] for s in starts])
+    assert near.mean() <= 1.25 * rows.mean()
+    assert aezip.decompress(path, write=False, region=[(starts[0] - 3, starts[0] + 3), (0, 384)])[0].tolist() \
+        == x_hat[starts[0] - 3 : starts[0] + 3].tolist()
+
+
+@pytest.mark.parametrize("edit", [
+    lambda r: r["codec"].update(halo=[5000, 0]),
+    lambda r: r["codec"].update(halo=[1]),
+])
+def test_forged_halos_are_refused(tmp_path, edit):
+    x = _smooth((256, 384), seed=5).astype(np.float32)
+    path = str(tmp_path / "x.aez")
+    aezip.compress(x, path, memory=4 << 20, quality=40)
+    _forge(path, edit)
+    with pytest.raises(ContainerError):
+        aezip.decompress(path, write=False)

@@ -23,6 +23,7 @@ FORMAT = "aezip"
 FORMAT_VERSION = 5  # the version aezip writes: every record checksummed (formats/aezip-container-v5.md §1)
 SUPPORTED_VERSIONS = (1, 2, 3, 4, 5)
 CHECKSUMMED_SINCE = 5  # the first version whose header and entry records carry a CRC-32
+MAX_HALO = 1024  # rows a slab's transform coding may reach into its neighbours
 STORAGES = ("latent", "raw", "constant", "bounded", "transform")
 BASES = ("none", "model", "tiles")  # where a bounded prediction starts: 0, the model's x_hat, or it on some tiles
 DTYPES = ("float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
@@ -178,7 +179,8 @@ class CodecParams(_Record):
     trailing ``ndim`` axes, its coefficients quantized with ``step``, the codes range-coded
     per subband (the stream "codes" begins with the coder's table radii and the subbands'
     reconstruction offsets); ``symbols_crc32`` is the CRC-32 of the codes; ``integer``: the
-    decoded values are rounded to integers.
+    decoded values are rounded to integers; ``halo`` [h0, h1]: a slab coded with h0 rows
+    before it and h1 after it (of which it keeps its own), so that no seam shows.
     """
 
     WHAT: ClassVar[str] = "codec"
@@ -188,7 +190,7 @@ class CodecParams(_Record):
         "radii": "ints", "predictors": "ints", "residual_escapes": "int", "base": "str", "margin": "number",
         "base_check": "numbers", "integer": "bool", "fill_values": "numbers", "latent_coding": "str",
         "latent_radii": "ints", "interpolation": "str", "weights": "ints", "coarse": "numbers", "filter": "ints",
-        "transform": "str", "step": "number"}
+        "transform": "str", "step": "number", "halo": "ints"}
 
     storage: str
     ndim: int = 0
@@ -218,6 +220,7 @@ class CodecParams(_Record):
     filter: list = field(default_factory=list)
     transform: str = ""
     step: float = 0.0
+    halo: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.storage not in STORAGES:
@@ -250,7 +253,9 @@ class CodecParams(_Record):
                 raise ValueError("transform coding without its architecture's name")
             if not (self.ndim in (1, 2, 3) and 0 <= self.levels <= 30 and self.step > 0):
                 raise ValueError("transform coding needs ndim 1-3, 0-30 levels and a positive step")
-        elif self.transform or self.step:
+            if self.halo and not (len(self.halo) == 2 and all(0 <= h <= MAX_HALO for h in self.halo)):
+                raise ValueError(f"halo {self.halo} is not two row counts of at most {MAX_HALO}")
+        elif self.transform or self.step or self.halo:
             raise ValueError("transform keys on an array that is not transform coded")
 
     @property
@@ -324,6 +329,9 @@ class ArrayEntry:
         if self.slab is not None and not (len(self.slab) == 2 and len(self.shape) >= 1
                                           and 0 <= self.slab[0] < self.slab[1] <= self.shape[0]):
             raise ValueError(f"slab {self.slab} does not fit shape {self.shape}")
+        if self.codec.halo and (self.slab is None or self.slab[0] < self.codec.halo[0]
+                                or self.slab[1] + self.codec.halo[1] > self.shape[0]):
+            raise ValueError(f"halo {self.codec.halo} reaches beyond the array (slab {self.slab}, shape {self.shape})")
 
     @property
     def part_shape(self) -> tuple[int, ...]:
