@@ -135,6 +135,13 @@ def main() -> None:
             aezip.compress(src, aez, **mode)
             print(name, x.shape, x.dtype, mode)
     write_frames()
+    for name, x, how in transform_cases():  # v5 §3: the plain learned mode's transform coder
+        v5 = os.path.join(ROOT, "formats", "golden", "v5")
+        src, aez = os.path.join(v5, name + ".npy"), os.path.join(v5, name + ".aez")
+        if not os.path.exists(aez):
+            np.save(src, x)
+            aezip.compress(src, aez, **how)
+            print(name, x.shape, x.dtype, how, [e.codec.halo for e in aezip.info(aez).arrays])
     src, aez = _paths(folder, "several", ".npz")
     if not os.path.exists(aez):
         np.savez(src, series=sample_field((2000,), seed=7).astype(np.float64), image=sample_field((40, 50), seed=8))
@@ -179,6 +186,22 @@ def write_frames() -> None:
             print("frame", name, x.shape, x.dtype, how)
     finally:
         coding._model_may_pay = gate
+
+
+def transform_cases():
+    """(name, x, compress's keywords) of the containers of storage "transform" (format v5
+    §3): odd sizes in 1-, 2- and 3-D, planes (a leading batch axis), integer-valued floats
+    decoded to integers, NaN, and slabs coded with their neighbours' rows (a halo)."""
+    yield "transform-1d", sample_field((3001,), seed=80).astype(np.float32), {"quality": 45}
+    yield "transform-2d-odd", sample_field((75, 93), seed=81) * 4, {"quality": 50}
+    yield "transform-3d", sample_field((21, 34, 40), seed=82).astype(np.float32), {"quality": 40}
+    yield "transform-planes", np.stack([sample_field((40, 50), seed=s) for s in (83, 84, 85)]), {"ndim": 2}
+    counts = np.rint(np.interp(sample_field((96, 80), seed=86), (-3, 3), (0, 255))).astype(np.float32)
+    yield "transform-integers", counts, {"quality": 45}
+    holes = sample_field((60, 70), seed=87)
+    holes[10, 10], holes[20:22, :5] = np.nan, np.inf
+    yield "transform-nan", holes, {}
+    yield "transform-slabs-halo", sample_field((160, 120), seed=88).astype(np.float32), {"memory": 2 << 20}
 
 
 def mask_cases():

@@ -111,3 +111,13 @@ def test_version_5_golden_files_have_every_record_checksummed(tmp_path):
         h["array_0"].attrs["record"] = np.bytes_(h["array_0"].attrs["record"].replace(b'"figures"', b'"figures" '))
     with pytest.raises(aezip.ContainerError, match="checksum of the 'record' record"):
         aezip.info(p)
+
+
+def test_golden_files_cover_the_transform_coder():
+    """v5 §3: odd sizes in 1-, 2- and 3-D, planes, integer rounding, NaN and halos."""
+    codecs = [(e.codec, e.shape) for f in FILES for e in aezip.info(f).arrays if e.codec.storage == "transform"]
+    assert {c.ndim for c, _ in codecs} == {1, 2, 3}
+    assert any(len(shape) > c.ndim for c, shape in codecs)  # planes
+    assert any(c.integer for c, _ in codecs) and any(c.halo for c, _ in codecs)
+    assert any(c.storage == "transform" and e.figures.invalid_values for f in FILES
+               for e in aezip.info(f).arrays for c in [e.codec])
