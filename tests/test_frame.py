@@ -183,7 +183,7 @@ def test_the_parser_refuses_forged_frames_cleanly():
             entry, _ = unpack_entry(forged)
         except ContainerError:
             continue
-        assert entry.size == sum(1 for _ in range(entry.size))  # a plain, sized entry
+        assert entry.size >= 0 and all(v.ndim == 1 for v in entry.streams.values())  # a plain, sized entry
 
 
 def test_specific_refusals():
