@@ -23,6 +23,7 @@ import fcntl
 import os
 import secrets
 import shutil
+import stat
 from collections.abc import Iterable, Iterator
 
 from .errors import OutputError, OutputExistsError, UsageError
@@ -96,7 +97,8 @@ def sweep_stale(folder: str) -> None:
             continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while its writer lives
-            if os.path.samestat(os.fstat(fd), os.lstat(p)):
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode) and os.path.samestat(st, os.lstat(p)):
                 os.unlink(p)
         except OSError:
             pass

@@ -85,9 +85,11 @@ def test_the_next_run_removes_stale_temporary_files_only(tmp_path):
     fcntl.flock(fd, fcntl.LOCK_EX)
     other = tmp_path / "aezip-notes.tmp"  # not ours
     other.write_bytes(b"z")
+    folder = tmp_path / ".aezip-0123456789abcdef.zarr.tmp"  # a Zarr store being written: a folder, never swept
+    folder.mkdir()
     try:
         aezip.compress(sample_field((32, 32), seed=1), str(tmp_path / "a.aez"), rel=1e-3)
-        assert not stale.exists() and held.exists() and other.exists()
+        assert not stale.exists() and held.exists() and other.exists() and folder.is_dir()
     finally:
         os.close(fd)
 

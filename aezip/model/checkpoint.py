@@ -20,15 +20,14 @@ so an interrupted write never leaves a half checkpoint behind.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 
 import h5py
 import numpy as np
 
 from ..errors import UsageError
+from ..fileutil import atomic_output
 
 CHECKPOINT_FORMAT = "aezip-checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
@@ -40,39 +39,30 @@ def _json(d) -> np.bytes_:
 
 def write_checkpoint(path: str, ckpt: dict, version: str) -> None:
     """Write ``ckpt`` (see :func:`read_checkpoint` for its keys) atomically to ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".aezip-ckpt-", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = np.bytes_(CHECKPOINT_FORMAT)
-            f.attrs["format_version"] = np.int32(CHECKPOINT_FORMAT_VERSION)
-            f.attrs["aezip_version"] = np.bytes_(version)
-            f.attrs["step"] = np.int64(ckpt["step"])
-            for key in ("options", "state", "scheduler", "param_groups"):
-                f.attrs[key] = _json(ckpt[key])
-            for group in ("weights", "best"):
-                if ckpt.get(group) is not None:
-                    g = f.create_group(group)
-                    for k in sorted(ckpt[group]):
-                        g.create_dataset(k, data=np.asarray(ckpt[group][k], dtype="<f4"))
-            adam = f.create_group("adam")
-            for name, st in ckpt["adam"].items():
-                g = adam.create_group(name)
-                for k, v in st.items():
-                    g.create_dataset(k, data=np.asarray(v))
-            rng = f.create_group("rng")
-            for rank, st in enumerate(ckpt["rng"]):
-                g = rng.create_group(str(rank))
-                g.attrs["numpy"] = _json(st["numpy"])
-                g.create_dataset("torch", data=np.asarray(st["torch"], dtype=np.uint8))
-                if st.get("cuda") is not None:
-                    g.create_dataset("cuda", data=np.asarray(st["cuda"], dtype=np.uint8))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_output(path, force=True) as tmp, h5py.File(tmp, "w", locking=False) as f:  # flocked
+        f.attrs["format"] = np.bytes_(CHECKPOINT_FORMAT)
+        f.attrs["format_version"] = np.int32(CHECKPOINT_FORMAT_VERSION)
+        f.attrs["aezip_version"] = np.bytes_(version)
+        f.attrs["step"] = np.int64(ckpt["step"])
+        for key in ("options", "state", "scheduler", "param_groups"):
+            f.attrs[key] = _json(ckpt[key])
+        for group in ("weights", "best"):
+            if ckpt.get(group) is not None:
+                g = f.create_group(group)
+                for k in sorted(ckpt[group]):
+                    g.create_dataset(k, data=np.asarray(ckpt[group][k], dtype="<f4"))
+        adam = f.create_group("adam")
+        for name, st in ckpt["adam"].items():
+            g = adam.create_group(name)
+            for k, v in st.items():
+                g.create_dataset(k, data=np.asarray(v))
+        rng = f.create_group("rng")
+        for rank, st in enumerate(ckpt["rng"]):
+            g = rng.create_group(str(rank))
+            g.attrs["numpy"] = _json(st["numpy"])
+            g.create_dataset("torch", data=np.asarray(st["torch"], dtype=np.uint8))
+            if st.get("cuda") is not None:
+                g.create_dataset("cuda", data=np.asarray(st["cuda"], dtype=np.uint8))
 
 
 def read_checkpoint(path: str) -> dict:
