@@ -64,6 +64,16 @@ def _parity(shape: tuple[int, ...]) -> np.ndarray:
     return p
 
 
+def _keys(all_bands: list[Band]) -> dict:
+    """The bands by (level, orientation), and by ("before", level, orientation) the detail
+    band coded just before each other detail band of its level."""
+    keys: dict = {(b.level, b.orientation): b for b in all_bands}
+    for before, b in zip(all_bands, all_bands[1:]):
+        if before.level == b.level and not before.is_low:
+            keys[("before", b.level, b.orientation)] = before
+    return keys
+
+
 def _in(q: np.ndarray, band: Band) -> np.ndarray:
     """The band's coefficients in every plane (a view: planes along axis 0)."""
     return q[(slice(None),) + band.box]
@@ -113,6 +123,13 @@ def _contexts(q: np.ndarray, band: Band, by_key: dict, phase: int, where: np.nda
         activity = (2 * parent + _neighbours(parent))[where]
     else:
         activity = np.zeros(int(np.count_nonzero(where)), np.int64)
+    sibling = by_key.get(("before", band.level, band.orientation))
+    if sibling is not None:  # the band before it at its level, at the same index (the last one where shorter)
+        m = np.abs(_in(q, sibling))
+        for axis, (n_band, n_sibling) in enumerate(zip(band.shape, sibling.shape)):
+            if n_band != n_sibling:
+                m = np.take(m, np.minimum(np.arange(n_band), n_sibling - 1), axis=axis + 1)
+        activity = activity + m[where]
     return _classes(activity) + np.uint8(phase * N_CLASSES)
 
 
@@ -149,7 +166,7 @@ def rate_table(q: np.ndarray, levels: int) -> np.ndarray:
 def _steps(q: np.ndarray, levels: int):
     """(band, where, codes, contexts) of every coding step of q, in coding order."""
     all_bands = bands(q.shape[1:], levels)
-    by_key = {(b.level, b.orientation): b for b in all_bands}
+    by_key = _keys(all_bands)
     for b in all_bands:
         qb = _in(q, b)
         for phase, where in _phases(b, q.shape[0]):
@@ -165,7 +182,7 @@ def quantize_rd(y: np.ndarray, step: float, levels: int, lam: float, rate: np.nd
     the decoder forms, band by band and phase by phase, from the codes decided before, so
     the choice sees what the coder will. Returns q and its coding steps (for :func:`encode`)."""
     all_bands = bands(y.shape[1:], levels)
-    by_key = {(b.level, b.orientation): b for b in all_bands}
+    by_key = _keys(all_bands)
     q = np.zeros(y.shape, np.int32)
     steps = []
     for b, theta in zip(all_bands, thetas):
@@ -229,7 +246,7 @@ def decode(stream: bytes, n_escapes: int, radii: Sequence[int], shape: tuple[int
     if len(radii) != n_steps:
         raise ContainerError(f"the transform codes have {len(radii)} table radii for {n_steps} steps; "
                              "the container is corrupted")
-    by_key = {(b.level, b.orientation): b for b in all_bands}
+    by_key = _keys(all_bands)
     q = np.zeros(shape, np.int32)
     decoder = adaptive.Decoder(stream, n_escapes, radii, N_CONTEXTS)
     step = 0
