@@ -193,12 +193,14 @@ def quantize_rd(y: np.ndarray, step: float, levels: int, lam: float, rate: np.nd
             n = np.floor(u + 0.5)
             ctx = _contexts(q, b, by_key, phase, where)
             if not b.is_low:
-                t = theta / THETA_UNIT
-                lo = np.maximum(n - 1, 0)
-                r_lo, r_n = np.where(lo > 0, lo - t, 0.0), np.where(n > 0, n - t, 0.0)
-                gain = (u - r_lo) ** 2 - (u - r_n) ** 2  # squared error added by the smaller code
-                saved = rate[ctx, np.minimum(n, RATE_CAP).astype(np.intp)] - rate[ctx, np.minimum(lo, RATE_CAP).astype(np.intp)]
-                n = np.where(gain < lam * saved, lo, n)
+                at = np.flatnonzero(n)  # only non-zero codes have a smaller one
+                t, m, uu, cc = theta / THETA_UNIT, n[at], u[at], ctx[at]
+                lo = m - 1
+                r_lo = np.where(lo > 0, lo - t, 0.0)
+                gain = (uu - r_lo) ** 2 - (uu - (m - t)) ** 2  # squared error added by the smaller code
+                top = np.minimum(m, RATE_CAP).astype(np.intp)
+                saved = rate[cc, top] - rate[cc, np.minimum(lo, RATE_CAP).astype(np.intp)]
+                n[at] = np.where(gain < lam * saved, lo, m)
             codes = (np.sign(v) * n).astype(np.int32)
             qb[where] = codes
             steps.append((codes, ctx))

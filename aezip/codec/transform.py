@@ -16,6 +16,7 @@ transformed, so each of their planes is coded on its own.
 
 from __future__ import annotations
 
+import functools
 import math
 import zlib
 from dataclasses import dataclass
@@ -108,6 +109,7 @@ def inverse(y: np.ndarray, shape: tuple[int, ...], ndim: int, levels: int) -> np
 EDGE = 24  # positions at each end of a band whose basis functions are measured one by one
 
 
+@functools.lru_cache(maxsize=256)
 def _gain_1d(n: int, splits: int, high: bool) -> float:
     """The mean squared norm of the basis functions of a 1-D band of length-n data: after
     ``splits`` levels, high-pass at the last one (``high``) or low-pass. Those near the
