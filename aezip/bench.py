@@ -30,9 +30,12 @@ from .fileutil import atomic_output, check_writable
 from .metrics import Quality, bits_per_value, ratio, valid_mask, value_range
 
 DEFAULT_RELS = (1e-2, 1e-3, 1e-4)
+DEFAULT_QUALITIES = (40.0, 45.0, 50.0, 55.0)  # PSNR targets of aezip's plain learned mode (--quality)
+LEARNED = "aezip learned"  # the compressor name of those rows
 COMPRESSORS = ("sz3", "zfp", "zstd")  # what --against may name; aezip always runs
 PACKAGES = {"sz3": "pysz", "zfp": "zfpy", "zstd": "zstandard"}
 LOSSY = ("aezip", "sz3", "zfp")
+PLOTTED = ("aezip", LEARNED, "sz3", "zfp")  # the curves of the figure
 ZSTD_LEVEL = 3
 # dtypes each external compressor takes (pysz and zfpy refuse the others)
 DTYPES = {"sz3": ("float32", "float64", "int32", "int64"), "zfp": ("float32", "float64", "int32", "int64"),
@@ -48,7 +51,8 @@ def _stderr_note(message: str) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class Row:
-    """One compressor on one array at one bound (``rel`` and ``bound`` are None for zstd).
+    """One compressor on one array at one bound (``rel`` and ``bound`` are None for zstd and
+    for aezip's plain learned mode, which has its PSNR target ``quality`` instead).
 
     ``psnr`` is None when the reconstruction is exact (PSNR infinite).
     """
@@ -65,6 +69,7 @@ class Row:
     max_abs_error: float
     comp_seconds: float
     decomp_seconds: float
+    quality: float | None = None
 
     @property
     def ratio(self) -> float:
@@ -96,12 +101,12 @@ class Row:
              "shape": list(self.shape), "n_values": self.n_values, "original_bytes": self.original_bytes,
              "compressed_bytes": self.compressed_bytes, "ratio": self.ratio, "bits_per_value": self.bits_per_value,
              "psnr": self.psnr, "max_err_over_bound": self.max_err_over_bound, "comp_mb_s": self.comp_mb_s,
-             "decomp_mb_s": self.decomp_mb_s}
+             "decomp_mb_s": self.decomp_mb_s, "quality": self.quality}
         return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in d.items()}
 
 
 CSV_FIELDS = ("array", "compressor", "rel", "bound", "shape", "n_values", "original_bytes", "compressed_bytes", "ratio",
-              "bits_per_value", "psnr", "max_err_over_bound", "comp_mb_s", "decomp_mb_s")
+              "bits_per_value", "psnr", "max_err_over_bound", "comp_mb_s", "decomp_mb_s", "quality")
 
 
 def _mb_s(nbytes: int, seconds: float) -> float:
@@ -165,13 +170,16 @@ def _timed(fn, *args, **kwargs):
     return out, time.perf_counter() - t0
 
 
-def run_aezip(x: np.ndarray, e: float, valid: np.ndarray, *, workdir: str, model: str | None = None,
-              device: str = "auto", threads: int | None = None) -> tuple[int, Quality, float, float]:
-    """aezip --abs E: (container file bytes, quality, compress s, decompress s)."""
+def run_aezip(x: np.ndarray, e: float | None, valid: np.ndarray, *, workdir: str, model: str | None = None,
+              device: str = "auto", threads: int | None = None, quality: float | None = None
+              ) -> tuple[int, Quality, float, float]:
+    """aezip --abs E, or the plain learned mode at --quality (``e`` None): (container file
+    bytes, quality, compress s, decompress s)."""
     from . import api
 
     path = os.path.join(workdir, "bench.aez")
-    _, tc = _timed(api.compress, x, path, abs=e, model=model, device=device, force=True, threads=threads)
+    how = {"abs": e} if e is not None else {"quality": quality}
+    _, tc = _timed(api.compress, x, path, model=model, device=device, force=True, threads=threads, **how)
     size = os.path.getsize(path)
     (x_hat, _), td = _timed(api.decompress, path, model=model, device=device, write=False, threads=threads)
     os.unlink(path)
@@ -277,13 +285,14 @@ def _takes(name: str, x: np.ndarray) -> str | None:
 
 def run(inputs: Sequence[str], rels: Sequence[float] = DEFAULT_RELS, against: Sequence[str] = COMPRESSORS, *,
         model: str | None = None, device: str = "auto", threads: int | None = None,
-        note: Note = _stderr_note) -> list[Row]:
+        qualities: Sequence[float] = DEFAULT_QUALITIES, note: Note = _stderr_note) -> list[Row]:
     """Bench every array of ``inputs`` (any spec ``aezip.io.read_input`` reads) at every bound.
 
     aezip always runs; ``against`` names the others (``sz3``, ``zfp``, ``zstd``), those not
     installed are skipped with a note. Rows come per array: per bound aezip, sz3, zfp,
     then zstd once. ``threads`` is aezip's (default: every CPU); the others run on one
-    thread, so ``threads=1`` compares speeds like for like.
+    thread, so ``threads=1`` compares speeds like for like. aezip's plain learned mode also
+    runs at each PSNR target of ``qualities`` (rows "aezip learned", for float arrays).
     """
     arrays = _read(inputs)
     others = available(against, note)
@@ -306,7 +315,7 @@ def run(inputs: Sequence[str], rels: Sequence[float] = DEFAULT_RELS, against: Se
     with tempfile.TemporaryDirectory(prefix="aezip-bench-") as workdir:
         _warm_up(lossy, {min(a.x.ndim, 3) for a, _, names in plans if names and a.x.ndim},
                  "zstd" in others, workdir, model, device, threads)
-        with progress.bar(len(arrays) * len(rels), "bench", unit="run") as advance:
+        with progress.bar(len(arrays) * (len(rels) + len(qualities)), "bench", unit="run") as advance:
             for a, vrange, names in plans:
                 nbytes, n = int(a.x.nbytes), int(a.x.size)
                 for rel in rels:
@@ -320,6 +329,15 @@ def run(inputs: Sequence[str], rels: Sequence[float] = DEFAULT_RELS, against: Se
                         rows.append(Row(array=a.label, compressor=name, rel=rel, bound=e, shape=a.x.shape, n_values=n,
                                         original_bytes=nbytes, compressed_bytes=size, psnr=q.psnr,
                                         max_abs_error=q.max_abs_error, comp_seconds=tc, decomp_seconds=td))
+                    advance(1)
+                for quality in qualities:
+                    if "aezip" in names and a.x.dtype.kind == "f":
+                        size, q, tc, td = run_aezip(a.x, None, a.valid, workdir=workdir, model=model, device=device,
+                                                    threads=threads, quality=quality)
+                        rows.append(Row(array=a.label, compressor=LEARNED, rel=None, bound=None, shape=a.x.shape,
+                                        n_values=n, original_bytes=nbytes, compressed_bytes=size, psnr=q.psnr,
+                                        max_abs_error=q.max_abs_error, comp_seconds=tc, decomp_seconds=td,
+                                        quality=quality))
                     advance(1)
                 if "zstd" in names:
                     size, tc, td = run_zstd(a.x)
@@ -343,12 +361,13 @@ def geometric_means(rows: Sequence[Row]) -> list[tuple[float, float, int]]:
 # ---------------------------------------------------------------- output
 
 
-HEADER = ("array", "compressor", "rel", "ratio", "bits/value", "PSNR", "max err/bound", "comp MB/s", "decomp MB/s")
+HEADER = ("array", "compressor", "rel / PSNR target", "ratio", "bits/value", "PSNR", "max err/bound", "comp MB/s", "decomp MB/s")
 
 
 def _cells(r: Row) -> tuple[str, ...]:
     m = r.max_err_over_bound
-    return (r.array, r.compressor, "lossless" if r.rel is None else f"{r.rel:g}", f"{r.ratio:.2f}",
+    target = f"{r.quality:g} dB" if r.quality is not None else "lossless" if r.rel is None else f"{r.rel:g}"
+    return (r.array, r.compressor, target, f"{r.ratio:.2f}",
             f"{r.bits_per_value:.3f}", "inf" if r.psnr is None else f"{r.psnr:.2f}",
             "-" if m is None else f"{m:.4f}", f"{r.comp_mb_s:.1f}", f"{r.decomp_mb_s:.1f}")
 
@@ -388,9 +407,9 @@ def write_csv(rows: Sequence[Row], path: str, force: bool = False) -> None:
                 w.writerow(["" if d[k] is None else d[k] for k in CSV_FIELDS])
 
 
-STYLE = {"aezip": ("#1f77b4", "o"), "sz3": ("#d62728", "s"), "zfp": ("#2ca02c", "^")}
+STYLE = {"aezip": ("#1f77b4", "o"), LEARNED: ("#9467bd", "D"), "sz3": ("#d62728", "s"), "zfp": ("#2ca02c", "^")}
 LEGEND_IN = 0.32  # inches under the panels for the shared legend
-LABELS = {"aezip": "aezip", "sz3": "SZ3", "zfp": "ZFP", "zstd": "zstd (lossless)"}
+LABELS = {"aezip": "aezip --abs", LEARNED: "aezip learned (--quality)", "sz3": "SZ3", "zfp": "ZFP", "zstd": "zstd (lossless)"}
 
 
 def plot(rows: Sequence[Row], path: str, force: bool = False, note: Note = _stderr_note) -> bool:
@@ -421,7 +440,7 @@ def plot(rows: Sequence[Row], path: str, force: bool = False, note: Note = _stde
         for ax, name in zip(axes.flat, arrays):
             mine = [r for r in rows if r.array == name]
             right = 0.0
-            for comp in LOSSY:
+            for comp in PLOTTED:
                 pts = sorted((r for r in mine if r.compressor == comp), key=lambda r: r.bits_per_value)
                 if not pts:
                     continue
@@ -455,8 +474,8 @@ def plot(rows: Sequence[Row], path: str, force: bool = False, note: Note = _stde
             ax.grid(True, linewidth=0.4, alpha=0.5)
         for ax in list(axes.flat)[len(arrays):]:
             ax.set_visible(False)
-        handles = [used[k] for k in (*LOSSY, "zstd") if k in used]
-        labels = [LABELS[k] for k in (*LOSSY, "zstd") if k in used]
+        handles = [used[k] for k in (*PLOTTED, "zstd") if k in used]
+        labels = [LABELS[k] for k in (*PLOTTED, "zstd") if k in used]
         if exact_shown:
             handles.append(Line2D([], [], linestyle="none", marker="o", markerfacecolor="white", color="0.3"))
             labels.append("exact (PSNR = ∞), on the top edge")

@@ -177,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="range-relative bounds: E = R x value range (default 1e-2,1e-3,1e-4)")
     bn.add_argument("--against", default="sz3,zfp,zstd", metavar="NAMES",
                     help="compressors besides aezip: sz3, zfp, zstd (default all; pip install 'aezip[bench]')")
+    bn.add_argument("--quality", default="40,45,50,55", metavar="P,P,...",
+                    help="PSNR targets of aezip's plain learned mode (default 40,45,50,55; '' for none)")
     bn.add_argument("--csv", metavar="OUT", help="also write the rows as CSV")
     bn.add_argument("--plot", metavar="OUT.png", help="also draw the rate-distortion figure (needs matplotlib)")
     return p
@@ -529,7 +531,10 @@ def _cmd_bench(a) -> dict:
     for out in (a.csv, a.plot):
         if out:
             fileutil.check_writable(out, a.force)  # before minutes of work, not after
-    rows = bench.run(a.inputs, rels, against, model=a.model, device=a.device, threads=a.threads)
+    qualities = [float(q) for q in a.quality.split(",") if q.strip()] if a.quality else []
+    if any(not 0 < q < 400 for q in qualities):
+        raise UsageError(f"--quality takes PSNR targets in dB between 0 and 400, got {a.quality}")
+    rows = bench.run(a.inputs, rels, against, model=a.model, device=a.device, threads=a.threads, qualities=qualities)
     if a.csv:
         bench.write_csv(rows, a.csv, a.force)
     if a.plot:

@@ -16,6 +16,7 @@ import pytest
 from aezip import api, bench, cli
 
 RELS = (1e-2, 1e-3)
+QUALITIES = (40.0, 50.0)  # the plain learned mode's targets in the full bench
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -54,6 +55,7 @@ def full(inputs, tmp_path_factory) -> dict:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AEZIP_MODELS", str(tmp_path_factory.mktemp("user-models")))
         rc, out, err = _main(["bench", *inputs["specs"], "--rel", ",".join(map(str, RELS)), "--json",
+                              "--quality", ",".join(map(str, QUALITIES)),
                               "--csv", str(d / "rd.csv"), "--plot", str(d / "rd.png")])
     assert rc == 0, err
     return {"rows": json.loads(out)["rows"], "out": out, "err": err, "csv": d / "rd.csv", "png": d / "rd.png"}
@@ -68,7 +70,9 @@ def test_json_is_one_object_with_a_row_per_compressor_and_bound(full, inputs):
                 expected |= {(name, comp, rel) for rel in RELS}
         if _installed("zstandard"):
             expected.add((name, "zstd", None))
-    got = [(r["array"], r["compressor"], r["rel"]) for r in full["rows"]]
+        if inputs["arrays"][name].dtype.kind == "f":
+            expected |= {(name, "aezip learned", q) for q in QUALITIES}
+    got = [(r["array"], r["compressor"], r["rel"] if r["quality"] is None else r["quality"]) for r in full["rows"]]
     assert len(got) == len(set(got))
     assert set(got) == expected
 
@@ -100,6 +104,8 @@ def test_psnr_is_over_the_value_range(full, inputs):
     for r in full["rows"]:
         if r["compressor"] == "zstd":
             assert r["psnr"] is None and r["max_err_over_bound"] is None and r["rel"] is None
+        elif r["compressor"] == "aezip learned":  # the plain learned mode reaches its PSNR target
+            assert r["rel"] is None and r["max_err_over_bound"] is None and (r["psnr"] is None or r["psnr"] >= r["quality"])
         elif r["psnr"] is not None:
             x = inputs["arrays"][r["array"]]
             # uniform errors within E give MSE about E^2 / 3: PSNR near 20 log10(1 / rel) + 4.8 dB
@@ -138,7 +144,7 @@ def test_plot_writes_a_png(full):
 
 def test_table_and_geometric_mean(inputs, capsys):
     pytest.importorskip("pysz")
-    assert cli.main(["bench", inputs["specs"][0], "--rel", "1e-2,1e-3", "--against", "sz3"]) == 0
+    assert cli.main(["bench", inputs["specs"][0], "--rel", "1e-2,1e-3", "--against", "sz3", "--quality", ""]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
     for column in ("array", "compressor", "rel", "ratio", "bits/value", "PSNR", "max err/bound", "comp MB/s",
@@ -155,7 +161,7 @@ def test_missing_optional_packages_are_skipped_with_a_note(inputs, monkeypatch, 
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     png = tmp_path / "rd.png"
     assert cli.main(["bench", inputs["specs"][0], "--rel", "1e-2", "--against", "zfp", "--json",
-                     "--plot", str(png)]) == 0
+                     "--plot", str(png), "--quality", ""]) == 0
     cap = capsys.readouterr()
     assert "zfpy is not installed: skipping zfp (pip install 'aezip[bench]')" in cap.err
     assert "matplotlib is not installed" in cap.err
