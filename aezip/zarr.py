@@ -51,9 +51,9 @@ class AEZip(ArrayBytesCodec):
         return {"name": NAME, "configuration": config}
 
     def validate(self, *, shape, dtype, chunk_grid) -> None:
-        kind = np.dtype(dtype.to_native_dtype()).kind
-        if kind not in "fiu":
-            raise ValueError(f"the aezip codec codes numeric arrays, not {dtype}")
+        native = np.dtype(dtype.to_native_dtype())
+        if native.kind not in "fiu" or native == np.float16 or native.itemsize > 8:
+            raise ValueError(f"the aezip codec codes float32, float64 and integer arrays, not {native}")
 
     def _encode(self, chunk: np.ndarray, fill_value) -> bytes:
         fills = () if fill_value is None else (float(fill_value),)

@@ -223,3 +223,9 @@ def test_cli_zarr_errors_are_one_line(tmp_path, capsys, argv, message):
     assert message in err and err.count("\n") == 1 and not (tmp_path / "o.zarr").exists()
     assert main(["decompress", aez, "-o", str(tmp_path / "o.npy"), "--zarr-serializer", "bytes"]) == 2
     assert main(["compress", f"{store}:/nothing", "-o", str(tmp_path / "n.aez")]) == 2
+
+
+def test_an_array_the_codec_cannot_code_is_refused_when_created():
+    with pytest.raises(ValueError, match="float32, float64 and integer"):
+        zarr.create_array(zarr.storage.MemoryStore(), shape=(8,), chunks=(4,), dtype="float16",
+                          serializer=AEZip(mode="abs", bound=1e-3), compressors=None)
