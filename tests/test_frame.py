@@ -103,10 +103,11 @@ def test_bad_requests_are_usage_errors():
 # The budget: at most 150 B beyond the coded streams for a single-storage bounded
 # chunk. Measured (frame bytes - stream bytes): 1-D 37 values 77 B; 2-D 128x128 rel 1e-2
 # of a given range 102 B, 256x256 rel 1e-2 108 B; with fitted interpolation weights (2 B
-# each) 256x256 abs 1e-3 153 B (12 weights), rel 1e-3 159 B (20), 64^3 rel 1e-3 349 B (116):
+# each) 256x256 abs 1e-3 141 B (12 weights), rel 1e-3 142 B (20), 64^3 rel 1e-3 331 B (116):
 # the per-step radii, predictors and weights grow with the levels; the rest stays under 100 B.
 OVERHEAD = [((37,), {"abs": 1e-2}, 150), ((128, 128), {"rel": 1e-2, "value_range": 8.0}, 150),
-            ((256, 256), {"rel": 1e-2}, 150), ((64, 64), {"abs": 1e-3}, 150)]
+            ((256, 256), {"rel": 1e-2}, 150), ((64, 64), {"abs": 1e-3}, 150), ((256, 256), {"abs": 1e-3}, 150),
+            ((256, 256), {"rel": 1e-3}, 150)]
 
 
 @pytest.mark.parametrize("shape,how,limit", OVERHEAD)

@@ -16,6 +16,7 @@ records. The model is named by its content id (32 bytes), never by an index.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import struct
@@ -80,8 +81,11 @@ def _value(kind: str, v, single: bool) -> bytes:
         return struct.pack("<f" if single else "<d", v)
     if kind == "str":
         return _string(v)
-    if kind == "ints":
-        return varint.pack(len(v)) + b"".join(_zigzag(int(i)) for i in v)
+    if kind == "ints":  # each item, or each item's difference from the one before, whichever is shorter
+        plain = b"".join(_zigzag(int(i)) for i in v)
+        delta = b"".join(_zigzag(int(i) - int(p)) for i, p in zip(v, [0] + list(v[:-1])))
+        differences = len(delta) < len(plain)
+        return varint.pack(2 * len(v) + differences) + (delta if differences else plain)
     if kind == "numbers":
         return varint.pack(len(v)) + b"".join(struct.pack("<d", float(i)) for i in v)
     raise ValueError(kind)
@@ -236,9 +240,12 @@ class _Reader(varint.Reader):
         if kind == "str":
             return self.string()
         n = self.varint()
+        differences = kind == "ints" and n % 2
+        n = n // 2 if kind == "ints" else n
         if n > len(self.data) - self.pos:  # every item takes a byte at least
             raise ContainerError(f"{WHAT} declares a list longer than itself; it is corrupted")
-        return [self.value("int" if kind == "ints" else "number", False) for _ in range(n)]
+        items = [self.value("int" if kind == "ints" else "number", False) for _ in range(n)]
+        return list(itertools.accumulate(items)) if differences else items
 
     def record(self, cls, keys: tuple[str, ...]) -> dict:
         d = {}
