@@ -229,3 +229,22 @@ def test_an_array_the_codec_cannot_code_is_refused_when_created():
     with pytest.raises(ValueError, match="float32, float64 and integer"):
         zarr.create_array(zarr.storage.MemoryStore(), shape=(8,), chunks=(4,), dtype="float16",
                           serializer=AEZip(mode="abs", bound=1e-3), compressors=None)
+
+
+def test_a_reader_finds_the_codec_through_its_entry_point_without_torch(tmp_path):
+    """A fresh process that never imports aezip opens the array: Zarr finds the codec by the
+    name in its metadata (the zarr.codecs entry point), and reading imports no torch."""
+    import subprocess
+    import sys
+
+    path = str(tmp_path / "a.zarr")
+    x = sample_field((64, 48), seed=12)
+    z = zarr.create_array(zarr.storage.LocalStore(path), shape=x.shape, chunks=(32, 32), dtype="float32",
+                          serializer=AEZip(mode="abs", bound=BOUND), compressors=None)
+    z[:] = x
+    np.save(str(tmp_path / "x.npy"), x)
+    code = (f"import sys, numpy as np, zarr\ny = zarr.open_array({path!r})[:]\n"
+            f"x = np.load({str(tmp_path / 'x.npy')!r})\nassert np.abs(y - x).max() <= {BOUND}\n"
+            "assert 'torch' not in sys.modules and 'aezip.zarr' in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
