@@ -233,6 +233,9 @@ def _learned(x: np.ndarray, d: int, models: Models, name: str):
 DEFAULT_QUALITY = 45.0  # dB: the plain learned mode's PSNR target unless --quality says otherwise
 
 
+SCALE_REACH = 200  # value ranges within 2^-200 .. 2^200 are coded as they are
+
+
 def _transformed(x: np.ndarray, d: int, quality: float, vrange: float, valid: np.ndarray,
                  halo: tuple[np.ndarray, np.ndarray] | None = None, fill_values: tuple[float, ...] = ()):
     """The plain learned mode's architecture (codec.architecture.DEFAULT) at the PSNR
@@ -240,23 +243,28 @@ def _transformed(x: np.ndarray, d: int, quality: float, vrange: float, valid: np
     values. It aims at the squared error of every value (the invalid ones hold fills),
     scaled so that the valid ones alone reach the target whatever the fills cost. With
     ``halo`` (the rows before and after a slab), the slab is coded with them, so that its
-    edges are coded as its inside is, and keeps its own rows."""
+    edges are coded as its inside is, and keeps its own rows. Values spanning less than
+    2^-200 or more than 2^200 are coded times a power of two (exact) that brings their
+    range near 1, so that no squared error underflows or overflows."""
+    k = 0 if 2.0**-SCALE_REACH <= vrange <= 2.0**SCALE_REACH else -math.frexp(vrange)[1]
+    scale = math.ldexp(1.0, -k)
+    vrange = math.ldexp(vrange, k)
     target_mse = vrange * vrange * 10 ** (-quality / 10) * np.count_nonzero(valid) / valid.size
-    integer = x.dtype.kind == "f" and bool(np.all(np.rint(x) == x))
-    window, h = x.astype(np.float64), (0, 0)
+    integer = x.dtype.kind == "f" and k == 0 and bool(np.all(np.rint(x) == x))
+    window, h = np.ldexp(x.astype(np.float64), k), (0, 0)
     if halo is not None and (halo[0].shape[0] or halo[1].shape[0]):
-        parts = [bounded.fill_invalid(r, valid_mask(r, fill_values)).astype(np.float64) for r in halo]
+        parts = [np.ldexp(bounded.fill_invalid(r, valid_mask(r, fill_values)).astype(np.float64), k) for r in halo]
         window, h = np.concatenate([parts[0], window, parts[1]]), (parts[0].shape[0], parts[1].shape[0])
         integer = integer and all(bool(np.all(np.rint(p) == p)) for p in parts)
     model = architecture.get_model(architecture.DEFAULT, ndim=d)
     # the window's squared error within the slab's budget, so that the slab's is
     latents, x_hat = model.compress_to(window, target_mse * x.size / window.size, vrange, integer)
-    x_hat = x_hat[h[0] : h[0] + x.shape[0]]
-    reached = float(np.mean((_cast(x_hat, x.dtype) - x.astype(np.float64)) ** 2)) <= target_mse
+    x_hat = np.ldexp(x_hat[h[0] : h[0] + x.shape[0]], -k)
+    reached = float(np.mean(np.ldexp(_cast(x_hat, x.dtype) - x.astype(np.float64), k) ** 2)) <= target_mse
     if latents.nbytes >= x.nbytes or not reached:  # never worse than raw, never short of the target: exact values
         return _raw(x)
     codec = CodecParams(storage="transform", transform=model.name, ndim=d, halo=list(h) if any(h) else [],
-                        **latents.fields)
+                        scale=scale if k else 0.0, **latents.fields)
     return codec, {k: np.frombuffer(v, dtype=np.uint8) for k, v in latents.streams.items()}, x_hat
 
 
@@ -281,7 +289,8 @@ def _transform_back(entry: ArrayEntry) -> np.ndarray:
     model, latents = transform_latents(entry)
     h0 = entry.codec.halo[0] if entry.codec.halo else 0
     try:
-        return model.decompress(latents)[h0 : h0 + entry.part_shape[0]]
+        x_hat = model.decompress(latents)[h0 : h0 + entry.part_shape[0]]
+        return x_hat * entry.codec.scale if entry.codec.scale else x_hat
     except ContainerError as err:
         raise ContainerError(f"array {entry.name!r}: {err}") from None
 

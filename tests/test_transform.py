@@ -297,3 +297,28 @@ def test_forged_halos_are_refused(tmp_path, edit):
     _forge(path, edit)
     with pytest.raises(ContainerError):
         aezip.decompress(path, write=False)
+
+
+EXTREMES = {
+    "one value": np.array([3.5]),
+    "two values": np.array([1.0, 2.0], np.float32),
+    "1x1x1": np.full((1, 1, 1), 2.5) + np.zeros((1, 1, 1)),
+    "subnormal range": np.random.default_rng(6).standard_normal((40, 40)) * 1e-310,
+    "range near 1e-250": 1.0e-250 * np.cumsum(np.random.default_rng(7).standard_normal(3000)),
+    "range near 1e150": 1.0e150 * np.cumsum(np.random.default_rng(8).standard_normal(3000)),
+    "white noise": np.random.default_rng(9).standard_normal((64, 64)),
+    "steps": np.repeat(np.arange(50.0), 40),
+    "5-D": np.cumsum(np.random.default_rng(10).standard_normal((2, 3, 4, 5, 6)), -1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXTREMES))
+@pytest.mark.parametrize("quality", [20.0, 45.0, 90.0])
+def test_extreme_arrays_reach_the_target_or_are_stored_exactly(tmp_path, name, quality):
+    x = EXTREMES[name]
+    path = str(tmp_path / "x.aez")
+    r = aezip.compress(x, path, quality=quality)
+    x_hat, d = aezip.decompress(path, write=False, original=x)
+    assert x_hat.shape == x.shape and np.isfinite(x_hat).all()
+    assert d.measured.psnr is None or d.measured.psnr >= quality
+    assert r.storage in ("transform", "raw", "constant")

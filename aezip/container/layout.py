@@ -179,7 +179,8 @@ class CodecParams(_Record):
     trailing ``ndim`` axes, its coefficients quantized with ``step``, the codes range-coded
     per subband (the stream "codes" begins with the coder's table radii and the subbands'
     reconstruction offsets); ``symbols_crc32`` is the CRC-32 of the codes; ``integer``: the
-    decoded values are rounded to integers; ``halo`` [h0, h1]: a slab coded with h0 rows
+    decoded values are rounded to integers; ``scale`` (when not 0): a power of two the
+    decoded values are multiplied by (ranges beyond 2^+-200); ``halo`` [h0, h1]: a slab coded with h0 rows
     before it and h1 after it (of which it keeps its own), so that no seam shows.
     """
 
@@ -253,6 +254,8 @@ class CodecParams(_Record):
                 raise ValueError("transform coding without its architecture's name")
             if not (self.ndim in (1, 2, 3) and 0 <= self.levels <= 30 and self.step > 0):
                 raise ValueError("transform coding needs ndim 1-3, 0-30 levels and a positive step")
+            if self.scale and math.frexp(self.scale)[0] != 0.5:
+                raise ValueError(f"transform scale {self.scale} is not a power of two")
             if self.halo and not (len(self.halo) == 2 and all(0 <= h <= MAX_HALO for h in self.halo)):
                 raise ValueError(f"halo {self.halo} is not two row counts of at most {MAX_HALO}")
         elif self.transform or self.step or self.halo:
