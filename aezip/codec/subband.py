@@ -10,7 +10,8 @@ before it decodes a symbol:
   coefficient of the same orientation one level coarser at the same place;
 - within a subband the coefficients go in two phases, a checkerboard: those whose
   indices sum to an even number first, then the others, whose neighbours along every
-  axis are all of the first phase and so already decoded.
+  axis are all of the first phase and so already decoded. Each phase goes sub-lattice
+  by sub-lattice (indices of the same parities), which keeps like statistics together.
 
 The context of a coefficient is the class of (its parent's magnitude, and in the second
 phase the sum of its neighbours' magnitudes): symbols, contexts and tables are integers,
@@ -52,16 +53,6 @@ class Band:
 
 def bands(shape: tuple[int, ...], levels: int) -> list[Band]:
     return [Band(lv, o, box) for lv, o, box in wavelet.subbands(shape, levels)]
-
-
-def _parity(shape: tuple[int, ...]) -> np.ndarray:
-    """True where the indices sum to an odd number (the second phase)."""
-    p = np.zeros(shape, np.bool_)
-    for a, n in enumerate(shape):
-        idx = [None] * len(shape)
-        idx[a] = slice(None)
-        p ^= (np.arange(n) % 2 == 1)[tuple(idx)]
-    return p
 
 
 def _keys(all_bands: list[Band]) -> dict:
@@ -110,37 +101,96 @@ def _classes(activity: np.ndarray) -> np.ndarray:
     return _CLASS_OF[np.minimum(activity, 1023)]
 
 
-def _contexts(q: np.ndarray, band: Band, by_key: dict, phase: int, where: np.ndarray) -> np.ndarray:
-    """The context of each coefficient of ``band`` at ``where`` (a mask) in ``phase``."""
+# The two phases of a detail band, a checkerboard: the sub-lattices of indices (by their
+# parities) whose sum is even, then those whose sum is odd, each sub-lattice in C order in
+# turn. Every axis neighbour of the second phase lies in the first.
+PHASES = {
+    1: [[(0,)], [(1,)]],
+    2: [[(0, 0), (1, 1)], [(0, 1), (1, 0)]],
+    3: [[(0, 0, 0), (0, 1, 1), (1, 0, 1), (1, 1, 0)], [(0, 0, 1), (0, 1, 0), (1, 0, 0), (1, 1, 1)]],
+}
+MAX_PHASES = 2
+
+
+class Phase:
+    """The indices of a band coded in one step: whole (``parities`` None, the low-pass
+    band) or the union of sub-lattices of given parities, each in C order, in turn."""
+
+    def __init__(self, shape: tuple[int, ...], k: int, parities):
+        self.shape, self.k, self.parities = shape, k, parities
+
+    def _lattice(self, p: tuple[int, ...]) -> tuple[slice, ...]:
+        return (slice(None),) + tuple(slice(a, None, 2) for a in p)
+
+    def take(self, a: np.ndarray) -> np.ndarray:
+        """The values of ``a`` (planes, then the band's shape) at this phase's indices, in order."""
+        if self.parities is None:
+            return a.reshape(-1)
+        return np.concatenate([a[self._lattice(p)].reshape(-1) for p in self.parities])
+
+    def put(self, a: np.ndarray, values: np.ndarray) -> None:
+        if self.parities is None:
+            a[...] = values.reshape(a.shape)
+            return
+        at = 0
+        for p in self.parities:
+            view = a[self._lattice(p)]
+            view[...] = values[at : at + view.size].reshape(view.shape)
+            at += view.size
+
+    @property
+    def size_per_plane(self) -> int:
+        if self.parities is None:
+            return int(np.prod(self.shape))
+        return sum(int(np.prod([(n - a + 1) // 2 for n, a in zip(self.shape, p)])) for p in self.parities)
+
+    def neighbour_sum(self, m: np.ndarray) -> np.ndarray:
+        """For each index of this phase, the sum of ``m`` (planes, then the band's shape)
+        over its two neighbours along every spatial axis (0 outside the band)."""
+        d = len(self.shape)
+        padded = np.pad(m, [(0, 0)] + [(1, 1)] * d)
+        out = []
+        for p in self.parities:
+            counts = [(n - a + 1) // 2 for n, a in zip(self.shape, p)]
+            total = np.zeros((m.shape[0],) + tuple(counts), np.int64)
+            if all(counts):
+                for axis in range(d):
+                    for step in (-1, 1):
+                        total += padded[(slice(None),) + tuple(
+                            slice(a + 1 + (step if i == axis else 0), a + 2 * c + (step if i == axis else 0), 2)
+                            for i, (a, c) in enumerate(zip(p, counts)))]
+            out.append(total.reshape(-1))
+        return np.concatenate(out)
+
+
+def _contexts(q: np.ndarray, band: Band, by_key: dict, phase: Phase) -> np.ndarray:
+    """The context of each coefficient of ``band`` in ``phase``."""
     if band.is_low:
-        return np.full(int(np.count_nonzero(where)), LOW_CONTEXT, np.uint8)
+        return np.full(q.shape[0] * phase.size_per_plane, LOW_CONTEXT, np.uint8)
     parent = _parents(q, band, by_key)
-    if phase == 1:  # the parent and the neighbours, all decoded in the first phase
-        activity = 2 * _neighbours(np.abs(_in(q, band)))[where]
+    if phase.k:  # the parent and the neighbours, all decoded in the first phase
+        activity = 2 * phase.neighbour_sum(np.abs(_in(q, band)))
         if parent is not None:
-            activity += parent[where]
+            activity += phase.take(parent)
     elif parent is not None:  # the parent and the parents of the neighbours
-        activity = (2 * parent + _neighbours(parent))[where]
+        activity = phase.take(2 * parent + _neighbours(parent))
     else:
-        activity = np.zeros(int(np.count_nonzero(where)), np.int64)
+        activity = np.zeros(q.shape[0] * phase.size_per_plane, np.int64)
     sibling = by_key.get(("before", band.level, band.orientation))
     if sibling is not None:  # the band before it at its level, at the same index (the last one where shorter)
         m = np.abs(_in(q, sibling))
         for axis, (n_band, n_sibling) in enumerate(zip(band.shape, sibling.shape)):
             if n_band != n_sibling:
                 m = np.take(m, np.minimum(np.arange(n_band), n_sibling - 1), axis=axis + 1)
-        activity = activity + m[where]
-    return _classes(activity) + np.uint8(phase * N_CLASSES)
+        activity = activity + phase.take(m)
+    return _classes(activity) + np.uint8(phase.k * N_CLASSES)
 
 
-def _phases(band: Band, planes: int):
-    """(phase, where) of each phase of a band, ``where`` over (planes,) + the band's shape."""
+def _phases(band: Band) -> list[Phase]:
+    """The phases of a band: one for the low-pass band, PHASES[d] for a detail band."""
     if band.is_low:
-        yield 0, np.ones((planes,) + band.shape, np.bool_)
-        return
-    odd = np.broadcast_to(_parity(band.shape), (planes,) + band.shape)
-    yield 0, ~odd
-    yield 1, odd
+        return [Phase(band.shape, 0, None)]
+    return [Phase(band.shape, k, group) for k, group in enumerate(PHASES[len(band.shape)])]
 
 
 def quantize(y: np.ndarray, step: float, rounding: float) -> np.ndarray:
@@ -164,13 +214,13 @@ def rate_table(q: np.ndarray, levels: int) -> np.ndarray:
 
 
 def _steps(q: np.ndarray, levels: int):
-    """(band, where, codes, contexts) of every coding step of q, in coding order."""
+    """(band, phase, codes, contexts) of every coding step of q, in coding order."""
     all_bands = bands(q.shape[1:], levels)
     by_key = _keys(all_bands)
     for b in all_bands:
         qb = _in(q, b)
-        for phase, where in _phases(b, q.shape[0]):
-            yield b, where, np.ascontiguousarray(qb[where]), _contexts(q, b, by_key, phase, where)
+        for phase in _phases(b):
+            yield b, phase, phase.take(qb), _contexts(q, b, by_key, phase)
 
 
 def quantize_rd(y: np.ndarray, step: float, levels: int, lam: float, rate: np.ndarray,
@@ -187,11 +237,11 @@ def quantize_rd(y: np.ndarray, step: float, levels: int, lam: float, rate: np.nd
     steps = []
     for b, theta in zip(all_bands, thetas):
         yb, qb = _in(y, b), _in(q, b)
-        for phase, where in _phases(b, y.shape[0]):
-            v = yb[where]
+        for phase in _phases(b):
+            v = phase.take(yb)
             u = np.abs(v) * (1.0 / step)
             n = np.floor(u + 0.5)
-            ctx = _contexts(q, b, by_key, phase, where)
+            ctx = _contexts(q, b, by_key, phase)
             if not b.is_low:
                 at = np.flatnonzero(n)  # only non-zero codes have a smaller one
                 t, m, uu, cc = theta / THETA_UNIT, n[at], u[at], ctx[at]
@@ -202,7 +252,7 @@ def quantize_rd(y: np.ndarray, step: float, levels: int, lam: float, rate: np.nd
                 saved = rate[cc, top] - rate[cc, np.minimum(lo, RATE_CAP).astype(np.intp)]
                 n[at] = np.where(gain < lam * saved, lo, m)
             codes = (np.sign(v) * n).astype(np.int32)
-            qb[where] = codes
+            phase.put(qb, codes)
             steps.append((codes, ctx))
     return q, steps
 
@@ -244,7 +294,7 @@ def encode_steps(steps: list) -> tuple[bytes, int, list[int]]:
 def decode(stream: bytes, n_escapes: int, radii: Sequence[int], shape: tuple[int, ...], levels: int) -> np.ndarray:
     """Invert :func:`encode`: the codes q (int32, ``shape``: planes, then the spatial axes)."""
     all_bands = bands(shape[1:], levels)
-    n_steps = sum(1 if b.is_low else 2 for b in all_bands)
+    n_steps = sum(len(_phases(b)) for b in all_bands)
     if len(radii) != n_steps:
         raise ContainerError(f"the transform codes have {len(radii)} table radii for {n_steps} steps; "
                              "the container is corrupted")
@@ -253,8 +303,8 @@ def decode(stream: bytes, n_escapes: int, radii: Sequence[int], shape: tuple[int
     decoder = adaptive.Decoder(stream, n_escapes, radii, N_CONTEXTS)
     step = 0
     for b in all_bands:
-        for phase, where in _phases(b, shape[0]):
-            _in(q, b)[where] = decoder.read(step, _contexts(q, b, by_key, phase, where))
+        for phase in _phases(b):
+            phase.put(_in(q, b), decoder.read(step, _contexts(q, b, by_key, phase)))
             step += 1
     decoder.finish()
     return q

@@ -64,7 +64,7 @@ class Coded:
                crc32: int) -> Coded:
         r = varint.Reader(stream, "the transform codes")
         n = r.varint()
-        if n > 2 * n_bands:
+        if n > subband.MAX_PHASES * n_bands:
             raise ContainerError(f"the transform codes declare {n} coding steps for {n_bands} subbands; "
                                  "the container is corrupted")
         radii = [r.varint() for _ in range(n)]
