@@ -243,3 +243,22 @@ def test_records_that_do_not_fit_their_streams_are_corruption(tmp_path, shape, m
     edit_record(p, 0, change)
     with pytest.raises(ContainerError):
         aezip.decompress(p, write=False)
+
+
+def test_records_leave_out_the_figures_that_follow_from_them(tmp_path):
+    import aezip
+    """v5 §5: original_bytes, coded_bytes and psnr are left out of a record and filled back."""
+    import json as _json
+
+    import h5py
+
+    x = np.cumsum(np.random.default_rng(3).standard_normal((60, 70)), axis=1).astype(np.float32)
+    p = str(tmp_path / "x.aez")
+    r = aezip.compress(x, p, rel=1e-3)
+    with h5py.File(p, "r") as f:
+        stored = _json.loads(f["array_0"].attrs["record"])["figures"]
+    assert not {"original_bytes", "coded_bytes", "psnr"} & set(stored)
+    fig = aezip.info(p).arrays[0].figures
+    assert fig.original_bytes == x.nbytes and fig.psnr == pytest.approx(r.psnr, rel=1e-12)
+    with h5py.File(p, "r") as f:
+        assert fig.coded_bytes == f["array_0"].size

@@ -460,13 +460,32 @@ def header_json(c: Container, n_arrays: int) -> str:
     return json.dumps(d, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
+def _derived(d: dict, table: list) -> dict:
+    """The figures a record may leave out (format v5 §5), from the rest of the record ``d``
+    (shape, dtype, slab, figures' mse and value_range) and its stream ``table``."""
+    shape = list(d["shape"])
+    if d.get("slab") is not None and shape:
+        shape[0] = d["slab"][1] - d["slab"][0]
+    f = d["figures"]
+    out = {"original_bytes": math.prod(shape) * np.dtype(d["dtype"]).itemsize,
+           "coded_bytes": sum(int(count) * np.dtype(kind).itemsize for _, kind, count, _ in table)}
+    if _is(f.get("mse"), "number") and _is(f.get("value_range"), "number") and f["mse"] >= 0:
+        mse, vrange = f["mse"], f["value_range"]
+        out["psnr"] = None if mse == 0 else -math.inf if vrange == 0 else 20 * math.log10(vrange) - 10 * math.log10(mse)
+    return out
+
+
 def entry_json(a: ArrayEntry, table: list[list]) -> str:
     """An entry's ``record`` (v2): its identity, codec, figures and the table of its streams,
-    ``[name, dtype, count, crc32]`` each, in the order they follow each other in the dataset."""
+    ``[name, dtype, count, crc32]`` each, in the order they follow each other in the dataset;
+    figures that follow from the rest are left out (v5 §5)."""
     d = {"name": a.name, "shape": list(a.shape), "dtype": a.dtype, "order": a.order, "byteorder": a.byteorder,
          "codec": _lean(a.codec), "figures": _lean(a.figures), "streams": table}
     if a.slab is not None:
         d["slab"] = list(a.slab)
+    for key, value in _derived(d, table).items():
+        if key in d["figures"] and d["figures"][key] == value:
+            del d["figures"][key]
     return json.dumps(d, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
@@ -502,6 +521,12 @@ def parse_entry(text) -> tuple[ArrayEntry, list[tuple[str, str, int, int]]]:
     slab = d.get("slab")
     if slab is not None and not _is(slab, "ints"):
         raise ContainerError("the array record's slab is malformed; the container is corrupted")
+    if slab is not None and len(slab) != 2:
+        raise ContainerError("the array record's slab is malformed; the container is corrupted")
+    try:
+        d["figures"] = {**_derived(d, table), **d["figures"]}
+    except (TypeError, ValueError, OverflowError):
+        raise ContainerError("the array record's shape or dtype is malformed; the container is corrupted") from None
     try:
         entry = ArrayEntry(name=d["name"], shape=tuple(d["shape"]), dtype=d["dtype"], order=d["order"],
                            byteorder=d["byteorder"], codec=CodecParams.parse(json.dumps(d["codec"])),
