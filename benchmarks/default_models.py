@@ -74,7 +74,7 @@ def main() -> None:
             x = np.load(path)
             aez = os.path.join(tmp, name + ".aez")
             t0 = time.perf_counter()
-            r = aezip.compress(path, aez)
+            r = aezip.compress(path, aez, model="conv-ae-v1")  # the tiled conv autoencoders
             t1 = time.perf_counter()
             x_hat, _ = aezip.decompress(aez, os.path.join(tmp, name + ".npy"))
             t2 = time.perf_counter()

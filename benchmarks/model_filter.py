@@ -35,7 +35,7 @@ ARRAYS = ("synth_grf_k3_2d", "synth_fronts_2d", "mpl_jacksboro_dem_2d", "skimage
 def learned(x: np.ndarray, tmp: str) -> tuple[np.ndarray, int]:
     """The plain learned mode's reconstruction of x and its container's size."""
     p = os.path.join(tmp, "learned.aez")
-    r = aezip.compress(x.astype(np.float32), p, force=True)
+    r = aezip.compress(x.astype(np.float32), p, force=True, model="conv-ae-v1")
     x_m, _ = aezip.decompress(p, write=False)
     return x_m.astype(np.float64), r.compressed_bytes
 

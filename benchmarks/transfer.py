@@ -84,7 +84,7 @@ def main() -> None:
             test = np.ascontiguousarray(test)
             aez = os.path.join(tmp, "x.aez")
             cells, big = [], test.nbytes >= 256 * 1024
-            r = aezip.compress(test, aez, force=True)
+            r = aezip.compress(test, aez, force=True, model="conv-ae-v1")
             sz = sz3_at_psnr(test, r.psnr)
             logs["default", big].append(math.log(r.compression_ratio / sz))
             cells += [f"{r.compression_ratio:.1f} @ {r.psnr:.2f}", f"{sz:.1f}", f"{r.compression_ratio / sz:.3f}"]
