@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     g = common.add_argument_group("common options")
     g.add_argument("--model", metavar="NAME|PATH",
-                   help="model name or id prefix (see `aezip models`), or a model file path; default: the built-in model")
+                   help="model name or id prefix (see `aezip models`), a model file path, or conv-ae-v1 (the built-in "
+                        "conv autoencoder for the array's dimensionality); default: the transform coder, which needs none")
     g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the network runs (default auto)")
     g.add_argument("--threads", type=int, metavar="N",
                    help="CPU threads: slabs coded at once and the network's threads (default: all CPUs)")
@@ -168,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("models", parents=[common], help="list the built-in models and those in $AEZIP_MODELS")
 
-    m = sub.add_parser("demo", parents=[common], help="compress and decompress a sample field with the default model")
+    m = sub.add_parser("demo", parents=[common], help="compress and decompress a sample field in the plain learned mode and in a bounded mode")
     m.add_argument("-o", "--output-dir", help="folder for the demo files, kept (default: a temporary folder, removed afterwards)")
 
     bn = sub.add_parser("bench", parents=[common], help="compare aezip with SZ3, ZFP and zstd at the same bounds")
@@ -510,7 +511,7 @@ def _demo(a, folder: str) -> dict:
     result = {}
     if not a.quiet and not a.json:
         print("aezip demo: a 512x512 float32 turbulence-like field (Gaussian random field, E(k) ~ k^-3)")
-    for label, mode in (("plain learned mode (the built-in model)", {}), ("bounded mode --rel 1e-3", {"rel": 1e-3})):
+    for label, mode in (("plain learned mode (the transform coder, 45 dB)", {}), ("bounded mode --rel 1e-3", {"rel": 1e-3})):
         stem = os.path.join(folder, "sample_field" + ("_rel" if mode else ""))
         aez, out = stem + ".aez", stem + ".out.npy"
         r1 = api.compress(src, aez, model=a.model, device=a.device, force=True, **mode)
