@@ -29,7 +29,7 @@ from .architecture import CompressionModel, Latents, register_model
 
 ROUNDING = 0.45  # q = floor(|y| / step + ROUNDING): slightly more zeros than rounding to nearest
 LAMBDA = 0.1  # the RD quantizer: bits against squared error in units of step^2 (measured best of 0, 0.05, 0.1, 0.2)
-SEARCH_VALUES = 1 << 18  # coefficients the step search looks at (a regular sample of each subband)
+SEARCH_VALUES = 1 << 16  # coefficients the step search looks at (a regular sample of each subband)
 SEARCH_ITERATIONS = 24
 MAX_CODE = 2.0**30  # largest |code|
 TRIES = 6  # rate-distortion quantizations of the whole array to reach the target (after the estimate)
@@ -186,8 +186,15 @@ class _Estimate:
                                                                         minlength=self.n_bands)))
 
 
-def _search_step(est: _Estimate, target_sse: float, vrange: float) -> float:
+def _search_step(est: _Estimate, target_sse: float, vrange: float, near: float | None = None) -> float:
+    """The largest step whose estimated squared error is within ``target_sse``: a bisection
+    on log(step), between 1e-9 and 4 times ``vrange``, or within a factor 8 of ``near``
+    where that brackets it."""
     lo, hi = math.log(vrange * 1e-9), math.log(vrange * 4.0)  # lo reaches the target, hi does not
+    if near is not None:
+        a, b = math.log(near) - math.log(8.0), math.log(near) + math.log(8.0)
+        if lo < a and b < hi and est.sse(math.exp(a)) <= target_sse < est.sse(math.exp(b)):
+            lo, hi = a, b
     for _ in range(SEARCH_ITERATIONS):
         mid = 0.5 * (lo + hi)
         if est.sse(math.exp(mid)) <= target_sse:
@@ -263,7 +270,7 @@ def encode(x: np.ndarray, ndim: int, target_mse: float, vrange: float, integer: 
                 best = (step, q, steps, thetas, x_hat, rounded)
             if target_mse * 10 ** (-SLACK_DB / 10) <= mse <= target_mse or step <= finest:
                 break
-        step = max(finest, _search_step(est, aim / (c_quant * c_gain), vrange))
+        step = max(finest, _search_step(est, aim / (c_quant * c_gain), vrange, near=step))
     shrink = math.sqrt(min(1.0, target_sse / max(sse * c_gain, 1e-300))) * 0.99
     if best is None:  # no try reached the target: tighten, by the last shortfall then faster, until one does
         while True:
