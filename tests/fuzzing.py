@@ -139,11 +139,17 @@ def record_case(base: str, rng: random.Random, fix: bool) -> Case:
 
 def byte_case(base: str, rng: random.Random) -> Case:
     with open(base, "rb") as fp:
-        data = bytearray(fp.read())
-    spots = [rng.randrange(len(data)) for _ in range(rng.choice([1, 1, 2, 3, 8]))]
+        data, spots = damaged(fp.read(), rng, [1, 1, 2, 3, 8])
+    return Case("bytes", f"bytes {spots[:3]}", base, data)
+
+
+def damaged(data: bytes, rng: random.Random, counts: list[int]) -> tuple[bytes, list[int]]:
+    """``data`` with a few bytes (how many: drawn from ``counts``) XORed with random values."""
+    out = bytearray(data)
+    spots = [rng.randrange(len(out)) for _ in range(rng.choice(counts))]
     for i in spots:
-        data[i] ^= rng.randrange(1, 256)
-    return Case("bytes", f"bytes {spots[:3]}", base, bytes(data))
+        out[i] ^= rng.randrange(1, 256)
+    return bytes(out), spots
 
 
 def _root_stream(base: str, name: str, data: bytes) -> bytes:
@@ -177,11 +183,8 @@ def skeleton_case(base: str, rng: random.Random, victim: str) -> Case:
                 layout[:] = h5py.VirtualSource(victim, "x", shape=(4,))
                 f.create_virtual_dataset(name, layout)
         return Case("skeleton", f"skeleton + {kind}", base, _root_stream(base, "skeleton", image.getvalue()))
-    data = bytearray(skeleton)
-    spots = [rng.randrange(len(data)) for _ in range(rng.choice([1, 2, 4]))]
-    for i in spots:
-        data[i] ^= rng.randrange(1, 256)
-    return Case("skeleton", f"skeleton bytes {spots[:3]}", base, _root_stream(base, "skeleton", bytes(data)))
+    data, spots = damaged(skeleton, rng, [1, 2, 4])
+    return Case("skeleton", f"skeleton bytes {spots[:3]}", base, _root_stream(base, "skeleton", data))
 
 
 def model_case(base: str, rng: random.Random) -> Case:
@@ -196,11 +199,8 @@ def model_case(base: str, rng: random.Random) -> Case:
             config[key] = rng.choice(ODD_VALUES + [10 ** 9, config[key]])
             f.attrs["config"] = np.bytes_(json.dumps(config).encode())
         return Case("model", f"model config {key}", base, _root_stream(base, "model", image.getvalue()))
-    data = bytearray(model)
-    spots = [rng.randrange(len(data)) for _ in range(rng.choice([1, 2, 4]))]
-    for i in spots:
-        data[i] ^= rng.randrange(1, 256)
-    return Case("model", f"model bytes {spots[:3]}", base, _root_stream(base, "model", bytes(data)))
+    data, spots = damaged(model, rng, [1, 2, 4])
+    return Case("model", f"model bytes {spots[:3]}", base, _root_stream(base, "model", data))
 
 
 def cases(bases: list[str], n: int, seed: int, victim: str):
@@ -349,7 +349,8 @@ class Forker:
         self.process.join(10)
 
 
-def _files(folder: str) -> dict:
+def files(folder: str) -> dict[str, tuple[int, int]]:
+    """Every file under ``folder``: (size, mtime_ns), to prove nothing was created or changed."""
     out = {}
     for root, _, names in os.walk(folder):
         for n in names:
@@ -367,12 +368,12 @@ def classify(case: Case, work: str, reference: dict[str, str], timeout: float, v
     path = os.path.join(folder, "c.aez")
     with open(path, "wb") as fp:
         fp.write(case.data)
-    before = _files(victims)
+    before = files(victims)
     writes = case.kind == "skeleton"
     d = forker.run(path, timeout, folder if writes else None)
     if d["outcome"] == "ok":
         d["outcome"] = "identical" if d["detail"] == reference[case.base] else "different"
-    d["outside_writes"] = _files(victims) != before
+    d["outside_writes"] = files(victims) != before
     return d
 
 

@@ -14,16 +14,9 @@ from aezip.cli import main
 from aezip.container.writer import crc32
 from aezip.io import LeftOutWarning
 from common import edit_record, set_record
+from fuzzing import files
 
 
-def _files(folder) -> dict[str, tuple[int, int]]:
-    """Every file under ``folder``: (size, mtime_ns), to prove nothing was created or changed."""
-    out = {}
-    for root, _, names in os.walk(folder):
-        for n in names:
-            st = os.stat(os.path.join(root, n))
-            out[os.path.join(root, n)] = (st.st_size, st.st_mtime_ns)
-    return out
 
 
 def _whole_file_container(tmp_path) -> str:
@@ -84,11 +77,11 @@ def test_a_skeleton_reaching_outside_is_refused_before_any_write(tmp_path, forge
     with open(victim, "wb") as fp:
         fp.write(b"keep me" * 1000)
     _replace_skeleton(p, forge(victim))
-    before = _files(tmp_path)
+    before = files(tmp_path)
     assert main(["decompress", p, "-o", str(tmp_path / "out.h5"), "--quiet"]) == 2
     assert "outside the output" in capsys.readouterr().err
     assert main(["verify", p, "--quiet"]) == 2
-    assert _files(tmp_path) == before  # no output, no temp file, the victim untouched
+    assert files(tmp_path) == before  # no output, no temp file, the victim untouched
 
 
 def test_a_skeleton_with_soft_and_hard_links_and_scales_still_decodes(tmp_path):
@@ -151,10 +144,10 @@ def _plain_container(tmp_path, x=None, **kwargs) -> str:
 def test_a_name_leaving_the_output_is_refused(tmp_path, name, capsys):
     p = _plain_container(tmp_path, abs=1e-3)
     edit_record(p, 0, lambda r: r.update(name=name))
-    before = _files(tmp_path)
+    before = files(tmp_path)
     assert main(["decompress", p, "-o", str(tmp_path / "out.npz"), "--quiet"]) == 2
     assert "not a plain path" in capsys.readouterr().err
-    assert _files(tmp_path) == before
+    assert files(tmp_path) == before
 
 
 def test_duplicate_entry_names_are_refused(tmp_path, capsys):
