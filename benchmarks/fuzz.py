@@ -20,6 +20,7 @@ import argparse
 import glob
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -44,7 +45,9 @@ def main() -> None:
         golden = sorted(glob.glob(os.path.join(ROOT, "formats", "golden", "v5", "*.aez")))
         older = [os.path.join(ROOT, "formats", "golden", n) for n in
                  ("v1/conv2d-32d00acc90bb.aez", "v2/fit-embedded.aez", "v4/psnr-filter-2d.aez")]
-        bases += golden + older
+        for src in golden + older:  # copies: golden files rewritten meanwhile must not change the references
+            bases.append(os.path.join(work, "bases", os.path.basename(os.path.dirname(src)) + "-" + os.path.basename(src)))
+            shutil.copy(src, bases[-1])
         reference = fuzzing.reference_digests(bases, forker)
         victims = os.path.join(work, "victims")
         os.makedirs(victims)
