@@ -23,7 +23,7 @@ from ._version import __version__
 from .codec.bounded import Bound
 from . import progress
 from .coding import Models, spatial_ndim
-from .container import ArrayEntry, Container, ContainerWriter, ModelRef, SourceRef, read_container
+from .container import ArrayEntry, Container, ContainerWriter, ModelRef, SourceRef, model_of, read_container
 from .errors import BoundExceededError, UsageError
 from .io.zarr_store import parse_serializer
 from .fileutil import check_space, check_writable
@@ -48,14 +48,14 @@ def _array_report(entries: Sequence[ArrayEntry], *, seconds: float, refs: Sequen
     for sizes in stream_bytes or [{k: int(v.nbytes) for k, v in e.streams.items()} for e in entries]:
         for k, v in sizes.items():
             streams[k] = streams.get(k, 0) + v
-    uses = sorted({e.codec.model for e in entries if e.codec.uses_model})
+    uses = sorted({model_of(e, refs).name for e in entries if e.codec.uses_model})
     return Report(input=None, output=None, name=first.name, shape=first.shape, dtype=first.dtype, region=region,
                   original_bytes=sum(e.figures.original_bytes for e in entries),
                   compressed_bytes=sum(e.figures.coded_bytes for e in entries), mse=mse,
                   psnr=f.psnr if len(entries) == 1 else psnr(mse, f.value_range),
                   max_abs_error=max(e.figures.max_abs_error for e in entries), value_range=f.value_range,
                   seconds=seconds, storage=",".join(sorted({e.codec.storage for e in entries})),
-                  model=",".join(refs[i].name for i in uses) or None, mode=mode or c.mode or None,
+                  model=",".join(uses) or None, mode=mode or c.mode or None,
                   bound=None if f.bound is None else max(e.figures.bound for e in entries),
                   bound_kind=f.bound_kind, max_error_ratio=None if None in ratios else max(ratios),
                   stream_bytes=streams or None, slabs=len(entries) if first.slab is not None else 0,
@@ -156,7 +156,7 @@ def _fit(src, models: Models, ndim: int | None, steps: int) -> None:
 def _compress_input(src, output: str, models: Models, ndim, bound, memory: int, workers: int, force: bool,
                     t0: float, quality: float | None = None, label: str | None = None) -> Report:
     check_writable(output, force, inputs=(src.path,))
-    parts = []
+    parts, named, refs = [], [], ()  # named: the entries that name a model; refs: the models they name
     with ContainerWriter(output, writer=WRITER, source=SourceRef(kind=src.kind, name=os.path.basename(src.path)),
                          force=force) as w:
         for fld in src.fields:
@@ -169,13 +169,14 @@ def _compress_input(src, output: str, models: Models, ndim, bound, memory: int, 
                     w.add(entry)  # its streams are in the file now: keep only their sizes
                     sizes.append({k: int(v.nbytes) for k, v in entry.streams.items()})
                     entries.append(dataclasses.replace(entry, streams={}))
-            parts.append(_array_report(entries, seconds=time.perf_counter() - t1, refs=models.refs,
+            named += [e for e in entries if e.codec.model_id]
+            refs = models.refs_for(named)  # from the ids the entries carry, coded here or in worker processes
+            parts.append(_array_report(entries, seconds=time.perf_counter() - t1, refs=refs,
                                        stream_bytes=sizes, mode=None if bound is None else bound.mode))
-        w.finish(models=models.refs, skeleton=src.skeleton,
-                 embedded_model=models.embedded if models.embedded and models.refs else None)
+        w.finish(models=refs, skeleton=src.skeleton, embedded_model=models.embedded if models.embedded and refs else None)
     report = _file_report(parts, input=label, output=output, file_bytes=w.size,
                           seconds=time.perf_counter() - t0)
-    if models.embedded and models.refs:
+    if models.embedded and refs:
         report = dataclasses.replace(report, embedded_model_bytes=len(models.embedded))
     return report
 

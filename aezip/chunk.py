@@ -38,8 +38,7 @@ def encode_chunk(x: np.ndarray, *, abs: float | None = None, rel: float | None =
     native = np.ascontiguousarray(x).astype(x.dtype.newbyteorder("="), copy=False)
     entry, _ = encode_array(native, "", use, ndim, bound=bound, fill_values=tuple(float(v) for v in fill_values),
                             vrange=value_range)
-    refs = use.refs if use is not None else []
-    return pack_entry(entry, refs[entry.codec.model].id if entry.codec.uses_model else None)
+    return pack_entry(entry, entry.codec.model_id or None)
 
 
 def decode_chunk(data: bytes, out: np.ndarray | None = None, *, model: str | None = None,

@@ -310,6 +310,7 @@ def _cmd_latents(a) -> dict:
 
 def _cmd_info(a) -> dict:
     from . import api
+    from .container import model_of
 
     c = api.info(a.input)
     size = os.path.getsize(a.input)
@@ -327,7 +328,7 @@ def _cmd_info(a) -> dict:
                     "coded_within": e.codec.bound if e.codec.storage == "bounded" else None,
                     "model_tiles": ([int(e.codec.latent_shape[0]), e.tiles]
                                     if e.codec.storage == "bounded" and e.codec.uses_model else None),
-                    "model": c.models[e.codec.model].name if e.codec.model >= 0 else None,
+                    "model": getattr(model_of(e, c.models), "name", None),
                     **{k: getattr(e.figures, k) for k in ("original_bytes", "coded_bytes", "mse", "psnr",
                                                            "max_abs_error", "bound", "bound_kind")}}
                    for e in c.arrays],

@@ -29,7 +29,7 @@ from . import progress
 from .codec import adaptive, architecture, bounded, entropy, interp, mask, postfilter
 from .codec.normalize import Normalization
 from .codec.tile import spread, tile, tile_sums, untile
-from .container import ArrayEntry, CodecParams, Figures, ModelRef
+from .container import ArrayEntry, CodecParams, Figures, ModelRef, model_of
 from .errors import ChecksumError, ContainerError, UnsupportedDataError, UsageError
 from .metrics import Quality, abs_error_ratio, max_error_ratio, psnr, valid_mask, value_range
 
@@ -44,14 +44,13 @@ class PredictionDriftWarning(UserWarning):
 
 
 class Models:
-    """The models a container uses, loaded once each, listed in order of first use."""
+    """The models of a compression or decompression, loaded once each."""
 
     def __init__(self, spec: str | None, device: str):
         if device not in DEVICES:
             raise UsageError(f"unknown device {device!r}; use auto, cpu or cuda")
         self.spec, self._device = spec, device
         self.embedded: bytes | None = None  # a model file carried by the container being decoded
-        self.refs: list[ModelRef] = []
         self._by_ndim: dict[int, object] = {}
 
     @property
@@ -90,13 +89,25 @@ class Models:
         self.embedded = fit(self.for_ndim(d), arrays, steps=steps, version=version, report=report)
         self._by_ndim[d] = self._load(None, embedded=self.embedded)
 
-    def use(self, model) -> int:
-        """Index of ``model`` in the container's model list, adding it on first use."""
-        ids = [r.id for r in self.refs]
-        if model.id not in ids:
-            self.refs.append(ModelRef(id=model.id, name=model.name, config=model.config.to_dict()))
-            ids.append(model.id)
-        return ids.index(model.id)
+    def ref(self, model_id: str, d: int) -> ModelRef:
+        """The container's record of model ``model_id``, which coded an entry of ``d``
+        spatial axes here or in a forked worker: from the model loaded here, else from the
+        header of its file (no torch)."""
+        model = self._by_ndim.get(d)
+        if model is not None and model.id == model_id:
+            return ModelRef(id=model.id, name=model.name, config=model.config.to_dict())
+        from .model import model_header
+
+        h = model_header(self.spec, ndim=d)
+        if h["id"] != model_id:
+            raise RuntimeError(f"an entry names model {model_id[:12]}, but this compression's model for {d}-D data "
+                               f"is {h['id'][:12]}")
+        return ModelRef(id=h["id"], name=h["name"], config=h["config"])
+
+    def refs_for(self, entries) -> tuple[ModelRef, ...]:
+        """The container's model list: the models ``entries`` name, in order of first use."""
+        ids = {e.codec.model_id: e.codec.ndim for e in entries if e.codec.model_id}
+        return tuple(self.ref(i, d) for i, d in ids.items())
 
     def for_ref(self, ref: ModelRef):
         return self._load(self.spec, model_id=ref.id, embedded=self.embedded)
@@ -187,10 +198,10 @@ def latent_codes(entry: ArrayEntry, models: Models, refs) -> np.ndarray:
 
 def _decoded_latents(entry: ArrayEntry, models: Models, refs, flags: np.ndarray | None):
     """(model, y_hat) of the latent part of an entry: of every tile, or of the flagged ones."""
-    c = entry.codec
-    if not 0 <= c.model < len(refs):
-        raise ContainerError(f"array {entry.name!r} names model #{c.model}, which the container does not list")
-    model = models.for_ref(refs[c.model])
+    c, ref = entry.codec, model_of(entry, refs)
+    if ref is None:
+        raise ContainerError(f"array {entry.name!r} uses a model but names none; the container is corrupted")
+    model = models.for_ref(ref)
     stream = entry.streams.get("latents")
     if stream is None or stream.dtype != np.uint8:
         raise ContainerError(f"array {entry.name!r}: latent stream missing; the container is corrupted")
@@ -227,7 +238,7 @@ def _learned(x: np.ndarray, d: int, models: Models, name: str):
     fields, stream = _code_latents(y_hat, model, norm, d)
     if stream.nbytes >= x.nbytes:  # never worse than raw: store the values exactly
         return _raw(x)
-    return CodecParams(storage="latent", model=models.use(model), **fields), {"latents": stream}, x_hat
+    return CodecParams(storage="latent", model_id=model.id, **fields), {"latents": stream}, x_hat
 
 
 DEFAULT_QUALITY = 45.0  # dB: the plain learned mode's PSNR target unless --quality says otherwise
@@ -589,7 +600,7 @@ def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bou
     fields = dict(bound=e)  # with the model: its bound less the drift allowed (extra's fields)
     fields.update(extra.get("fields", {}))
     if "model" in extra:
-        fields["model"] = models.use(extra["model"])
+        fields["model_id"] = extra["model"].id
     codec = CodecParams(storage="bounded", mode=bound.mode, levels=res.levels, radii=res.radii,
                         predictors=res.predictors, residual_escapes=res.escapes, integer=integer,
                         interpolation=res.order, weights=res.weights, coarse=list(res.coarse), **fields)

@@ -43,14 +43,14 @@ def latent_overhead(aez: str) -> tuple[str, float, float, float]:
     tables would exceed it, and percent by which the range coder's output with the frozen
     tables (escaped values included) exceeds that ideal cost."""
     from aezip.codec import adaptive, entropy
-    from aezip.container import read_container
+    from aezip.container import model_of, read_container
     from aezip.model import load_model
 
     c = read_container(aez)
     e = c.arrays[0]
     if e.codec.storage != "latent":
         return "-", float("nan"), float("nan"), float("nan")
-    model = load_model(model_id=c.models[e.codec.model].id)
+    model = load_model(model_id=model_of(e, c.models).id)
     stream = e.streams["latents"].tobytes()
     shape = tuple(e.codec.latent_shape)
     if e.codec.latent_coding == "adaptive":

@@ -122,3 +122,17 @@ def test_golden_files_cover_the_transform_coder():
     assert any(c.integer for c, _ in codecs) and any(c.halo for c, _ in codecs)
     assert any(c.storage == "transform" and e.figures.invalid_values for f in FILES
                for e in aezip.info(f).arrays for c in [e.codec])
+
+
+def test_golden_files_name_their_models_by_index_before_version_5_and_by_id_from_it():
+    """Format v5 §4: an entry names its model by content id; older files by an index into
+    the container's list, which still decode."""
+    named = {}
+    for aez in FILES:
+        c = aezip.info(aez)
+        for e in c.arrays:
+            if e.codec.uses_model:
+                by_id = bool(e.codec.model_id) and e.codec.model == -1 and e.codec.model_id in [m.id for m in c.models]
+                named.setdefault(c.format_version >= 5, []).append(by_id)
+    assert named[True] and all(named[True])
+    assert named[False] and not any(named[False])

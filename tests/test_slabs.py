@@ -10,7 +10,7 @@ import pytest
 import aezip
 import aezip.io
 import aezip.io.stream
-from aezip import slabs
+from aezip import cli, slabs
 from aezip.codec.sample import sample_field
 from aezip.coding import encode_array
 from aezip.container import read_streams
@@ -360,3 +360,58 @@ def test_verify_holds_no_whole_array(tmp_path, monkeypatch):
     monkeypatch.setattr(aezip.api.np, "empty", lambda shape, *a, **k: allocated.append(shape) or real(shape, *a, **k))
     aezip.verify(p)
     assert (512, 80) not in allocated
+
+
+@pytest.fixture(scope="module")
+def model_slabs_field():
+    from common import model_field
+
+    # each 64-row slab is normalized on its own: a fixed point of the model per slab
+    return np.concatenate([model_field((64, 256), 128, seed=s) for s in range(4)])
+
+
+def _coded_with_the_model_in_workers(x, p, monkeypatch):
+    """``x`` coded at rel 1e-3 in four slabs of 64 rows (3 MB of --memory), two at once in
+    forked worker processes, the model's prediction tried on every slab."""
+    from aezip import coding
+
+    monkeypatch.setattr(coding, "_model_may_pay", lambda *a: True)  # the default model's figures say no
+    forked = []
+    real = slabs.ProcessPoolExecutor
+    monkeypatch.setattr(slabs, "ProcessPoolExecutor", lambda *a, **k: forked.append(a) or real(*a, **k))
+    r = aezip.compress(x, p, rel=1e-3, threads=2, memory=3 * MB)
+    assert forked, "the slabs were not coded in worker processes"
+    return r
+
+
+def test_slabs_coded_in_worker_processes_name_the_model_they_used(model_slabs_field, tmp_path, monkeypatch):
+    """A model that pays in slabs coded by forked workers: every entry names it by its
+    content id, the container lists it (the parent builds the list from the entries), the
+    report names it, and the array decodes within the bound."""
+    x, p = model_slabs_field, str(tmp_path / "x.aez")
+    r = _coded_with_the_model_in_workers(x, p, monkeypatch)
+    c = aezip.info(p)
+    used = [e for e in c.arrays if e.codec.uses_model]
+    assert len(c.arrays) == 4 and used, "the model paid on no slab"
+    assert [m.id for m in c.models] == [used[0].codec.model_id] and all(e.codec.model_id == c.models[0].id for e in used)
+    assert all(not e.codec.model_id for e in c.arrays if not e.codec.uses_model)
+    assert r.model == c.models[0].name
+    one = str(tmp_path / "one.aez")
+    aezip.compress(x, one, rel=1e-3, threads=1, memory=3 * MB)
+    assert aezip.info(one).models == c.models  # the record a worker's model gets is the one a serial run writes
+    x_hat, r2 = aezip.decompress(p, write=False, original=x)
+    assert r2.model == r.model and r2.measured_ratio <= 1
+    assert np.max(np.abs(x_hat.astype(np.float64) - x)) <= r.bound
+
+
+def test_an_entry_naming_a_model_the_container_does_not_list_is_refused(model_slabs_field, tmp_path, monkeypatch,
+                                                                        capsys):
+    x, p = model_slabs_field, str(tmp_path / "x.aez")
+    _coded_with_the_model_in_workers(x, p, monkeypatch)
+    i = next(i for i, e in enumerate(aezip.info(p).arrays) if e.codec.uses_model)
+    edit_record(p, i, lambda rec: rec["codec"].update(model_id="0" * 64))
+    with pytest.raises(aezip.ContainerError, match="names model 000000000000, which the container does not list"):
+        aezip.decompress(p, write=False)
+    assert cli.main(["verify", p]) == 2
+    err = capsys.readouterr().err
+    assert "does not list" in err and "Traceback" not in err

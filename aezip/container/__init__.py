@@ -3,7 +3,8 @@
 The normative description is formats/aezip-container-v1.md.
 """
 
-from .layout import FORMAT, FORMAT_VERSION, ArrayEntry, CodecParams, Container, Figures, ModelRef, SourceRef
+from .layout import (FORMAT, FORMAT_VERSION, ArrayEntry, CodecParams, Container, Figures, ModelRef, SourceRef,
+                     model_of)
 from .reader import read_container, read_streams
 from .writer import ContainerWriter, write_container
 
@@ -19,5 +20,6 @@ __all__ = [
     "SourceRef",
     "read_container",
     "read_streams",
+    "model_of",
     "write_container",
 ]

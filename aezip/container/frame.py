@@ -111,7 +111,8 @@ def _single(keys: tuple[str, ...], name: str) -> bool:
 
 def pack_entry(entry: ArrayEntry, model_id: str | None = None) -> bytes:
     """The frame of ``entry`` (with its streams); ``model_id`` (64 hex digits) names the
-    model of an entry that uses one (its codec's ``model`` index is not stored)."""
+    model of an entry that uses one (its codec's ``model`` index or ``model_id`` is not
+    stored there)."""
     if entry.codec.uses_model != (model_id is not None):
         raise ValueError("an entry that uses a model needs its model_id, and only such an entry")
     flags = ((ORDER_F if entry.order == "F" else 0) | (BIG_ENDIAN if entry.byteorder == ">" else 0)
@@ -181,7 +182,7 @@ def _placeholder(name: str):
 
 
 def _without_model_index(codec: CodecParams) -> CodecParams:
-    return dataclasses.replace(codec, model=-1) if codec.model != -1 else codec
+    return dataclasses.replace(codec, model=-1, model_id="")
 
 
 def _restore(figures: dict, derived: int, shape, dtype: str, table: list, codec: dict) -> None:
@@ -288,7 +289,7 @@ def unpack_entry(data: bytes) -> tuple[ArrayEntry, str | None]:
     model_id = r.take(32).hex() if flags & HAS_MODEL else None
     codec = r.record(CodecParams, CODEC_KEYS)
     if model_id is not None:
-        codec["model"] = 0  # the one model this frame names
+        codec["model_id"] = model_id  # the one model this frame names
     derived = r.varint()
     if derived >= 1 << len(DERIVED):
         raise ContainerError(f"{WHAT} derives figures frame version 1 does not know; it is corrupted")

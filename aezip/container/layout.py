@@ -101,6 +101,11 @@ def to_json(record) -> str:
     return json.dumps(d, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
+def _is_id(text: str) -> bool:
+    """A model's content id: 64 lowercase hex digits."""
+    return isinstance(text, str) and len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModelRef(_Record):
     """The model the latents were coded with: identity, name and configuration."""
@@ -113,7 +118,7 @@ class ModelRef(_Record):
     config: dict
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.id, str) and len(self.id) == 64 and all(c in "0123456789abcdef" for c in self.id)):
+        if not _is_id(self.id):
             raise ValueError("model id must be 64 lowercase hex digits")
 
     @classmethod
@@ -172,7 +177,8 @@ class CodecParams(_Record):
     corrections within bound/2.
     ``symbols_crc32`` is the CRC-32 of the decoded latents (int32, little-endian, C order);
     the stream's last ``escapes`` int32 values are the escaped latents;
-    ``model`` indexes the container's model list (-1: no model).
+    ``model_id`` (format version 5) names the model by its content id, one of the
+    container's model list; ``model``, in earlier files, indexes that list (-1: no model).
     "transform" (format version 5, the plain learned mode's coder): ``transform`` names its
     architecture (aezip.codec.architecture's registry; "cdf97": aezip.codec.transform):
     x - ``offset`` went through ``levels`` levels of the wavelet over the
@@ -191,7 +197,7 @@ class CodecParams(_Record):
         "radii": "ints", "predictors": "ints", "residual_escapes": "int", "base": "str", "margin": "number",
         "base_check": "numbers", "integer": "bool", "fill_values": "numbers", "latent_coding": "str",
         "latent_radii": "ints", "interpolation": "str", "weights": "ints", "coarse": "numbers", "filter": "ints",
-        "transform": "str", "step": "number", "halo": "ints"}
+        "transform": "str", "step": "number", "halo": "ints", "model_id": "str"}
 
     storage: str
     ndim: int = 0
@@ -222,6 +228,7 @@ class CodecParams(_Record):
     transform: str = ""
     step: float = 0.0
     halo: list = field(default_factory=list)
+    model_id: str = ""
 
     def __post_init__(self) -> None:
         if self.storage not in STORAGES:
@@ -260,6 +267,9 @@ class CodecParams(_Record):
                 raise ValueError(f"halo {self.halo} is not two row counts of at most {MAX_HALO}")
         elif self.transform or self.step or self.halo:
             raise ValueError("transform keys on an array that is not transform coded")
+        if self.model_id and not (_is_id(self.model_id) and self.uses_model and self.model == -1):
+            raise ValueError(f"model_id {self.model_id[:70]!r} is not the 64 hex digits of a model this array uses, "
+                             "named once")
 
     @property
     def uses_model(self) -> bool:
@@ -419,21 +429,41 @@ def check_names(arrays: Sequence[ArrayEntry], where: str) -> None:
         seen.add(key)
 
 
-def check_model_refs(arrays: Sequence[ArrayEntry], models: Sequence[ModelRef], where: str) -> None:
-    """Each entry's ``model`` is -1 or an index into the container's model list, and one
-    that runs the model names one."""
-    for a in arrays:
-        m = a.codec.model
-        if not (-1 <= m < len(models)) or (a.codec.uses_model and m < 0):
-            raise ContainerError(f"{where}: array {a.name!r} names model #{m}, which the container does not list; "
+def model_of(a: ArrayEntry, models: Sequence[ModelRef]) -> ModelRef | None:
+    """The record, in the container's model list ``models``, of the model entry ``a``
+    names: by its content id ``model_id`` (format version 5) or by its index ``model``
+    (earlier); None if it names none. ContainerError if the list does not hold it."""
+    c = a.codec
+    if c.model_id:
+        ref = next((m for m in models if m.id == c.model_id), None)
+        if ref is None:
+            raise ContainerError(f"array {a.name!r} names model {c.model_id[:12]}, which the container does not list; "
                                  "the container is corrupted")
+        return ref
+    if not -1 <= c.model < len(models):
+        raise ContainerError(f"array {a.name!r} names model #{c.model}, which the container does not list; "
+                             "the container is corrupted")
+    return models[c.model] if c.model >= 0 else None
+
+
+def check_model_refs(arrays: Sequence[ArrayEntry], models: Sequence[ModelRef], where: str) -> None:
+    """Each entry names no model or one of the container's model list, and one that runs
+    the model names one."""
+    for a in arrays:
+        try:
+            ref = model_of(a, models)
+        except ContainerError as err:
+            raise ContainerError(f"{where}: {err}") from None
+        if a.codec.uses_model and ref is None:
+            raise ContainerError(f"{where}: array {a.name!r} uses a model but names none; the container is corrupted")
 
 
 def version_needed(codec: CodecParams) -> int:
     """The lowest format version that can hold an entry coded this way (version 3:
-    ``coarse``; version 4: ``filter``; version 2 otherwise). A file of version N may hold
+    ``coarse``; version 4: ``filter``; version 5: storage "transform", ``model_id``;
+    version 2 otherwise). A file of version N may hold
     any entry that needs version N or less."""
-    return 5 if codec.storage == "transform" else 4 if codec.filter else 3 if codec.coarse else 2
+    return 5 if codec.storage == "transform" or codec.model_id else 4 if codec.filter else 3 if codec.coarse else 2
 
 
 @dataclass(frozen=True, kw_only=True)

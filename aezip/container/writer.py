@@ -80,6 +80,7 @@ class ContainerWriter:
 
     def __init__(self, path: str, *, writer: str, source, force: bool = False):
         self.path, self.force, self.size, self.n = path, force, 0, 0
+        self._model_ids: set[str] = set()  # the models the entries name, which the header must list
         self._header = (writer, source)
 
     def __enter__(self) -> ContainerWriter:
@@ -101,11 +102,16 @@ class ContainerWriter:
         payload = np.concatenate([v.reshape(-1).view(np.uint8) for v in parts]) if parts else np.zeros(0, np.uint8)
         _dataset(self._f, f"array_{self.n}", payload, _record_attrs("record", entry_json(a, table)))
         self.n += 1
+        if a.codec.model_id:
+            self._model_ids.add(a.codec.model_id)
         if version_needed(a.codec) > FORMAT_VERSION:
             raise ValueError(f"an entry needs format version {version_needed(a.codec)}, this aezip writes {FORMAT_VERSION}")
 
     def finish(self, *, models=(), skeleton: bytes | None = None, embedded_model: bytes | None = None) -> None:
         writer, source = self._header
+        unlisted = self._model_ids - {m.id for m in models}
+        if unlisted:
+            raise ValueError(f"entries name model {min(unlisted)[:12]}, which models does not list")
         header = Container(writer=writer, source=source, arrays=(), models=tuple(models))
         for key, value in _record_attrs("header", header_json(header, self.n)).items():
             self._f.attrs[key] = value
