@@ -22,7 +22,7 @@ from . import slabs
 from ._version import __version__
 from .codec.bounded import Bound
 from . import progress
-from .coding import Models, spatial_ndim
+from .coding import SPATIAL_STORAGES, Models, spatial_axes
 from .container import ArrayEntry, Container, ContainerWriter, ModelRef, SourceRef, model_of, read_container
 from .errors import BoundExceededError, UsageError
 from .io.zarr_store import parse_serializer
@@ -59,7 +59,14 @@ def _array_report(entries: Sequence[ArrayEntry], *, seconds: float, refs: Sequen
                   bound=None if f.bound is None else max(e.figures.bound for e in entries),
                   bound_kind=f.bound_kind, max_error_ratio=None if None in ratios else max(ratios),
                   stream_bytes=streams or None, slabs=len(entries) if first.slab is not None else 0,
-                  measured=measured, measured_ratio=measured_ratio)
+                  measured=measured, measured_ratio=measured_ratio, **_spatial(entries))
+
+
+def _spatial(entries: Sequence[ArrayEntry]) -> dict:
+    """The report's spatial axes, from the first entry whose coding has them (format v5:
+    bounded ones too; the same in every slab)."""
+    c = next((e.codec for e in entries if e.codec.storage in SPATIAL_STORAGES and e.codec.ndim), None)
+    return {} if c is None else {"ndim": c.ndim, "ndim_given": c.ndim_given}
 
 
 def _file_report(parts: list[Report], *, input, output, file_bytes: int, seconds: float) -> Report:
@@ -141,7 +148,7 @@ FIT_BYTES = 256 << 20  # at most this much of each array is read to fit the mode
 def _fit(src, models: Models, ndim: int | None, steps: int) -> None:
     """Fine-tune the model on the input's float arrays (all of one dimensionality)."""
     floats = [f for f in src.fields if np.dtype(f.x.dtype).kind == "f"]
-    dims = {spatial_ndim(tuple(f.x.shape), ndim) for f in floats}
+    dims = {spatial_axes(f.x, ndim, f.fill_values).ndim for f in floats}
     if len(dims) != 1:
         raise UsageError("--fit needs float arrays that all have the same number of spatial axes (see --ndim)")
     arrays = []

@@ -216,7 +216,8 @@ def print_report(r: Report, verb: str, out=None) -> None:
     if r.region is not None:
         shape += f"  region {'x'.join(map(str, r.region))}"
     print(f"{verb}: {r.input} -> {r.output}" if r.output else f"{verb}: {r.input}", file=out)
-    print(f"  shape {shape}  dtype {r.dtype}  storage {r.storage}" + (f"  model {r.model}" if r.model else ""), file=out)
+    print(f"  shape {shape}  dtype {r.dtype}  storage {r.storage}" + (f"  model {r.model}" if r.model else "")
+          + _spatial_text(r.ndim, r.ndim_given, len(r.shape)), file=out)
     print(f"  original {r.original_bytes:,} B  container {r.compressed_bytes:,} B  "
           f"ratio {r.compression_ratio:.2f}  bits/value {r.bits_per_value:.3f}", file=out)
     print(f"  MSE {_fmt(r.mse)}  PSNR {_db(r.psnr)}  max abs error {_fmt(r.max_abs_error)} ({_error_kind(r)})", file=out)
@@ -245,6 +246,13 @@ def print_report(r: Report, verb: str, out=None) -> None:
         print(f"    {a.name}: {'x'.join(map(str, a.shape))} {a.dtype} {a.storage}  ratio {a.compression_ratio:.2f}  "
               f"PSNR {_db(a.psnr)}  max err {_fmt(a.max_abs_error)}"
               + (f"  {_bound_text(a)}" if a.max_error_ratio is not None and a.bound is not None else ""), file=out)
+
+
+def _spatial_text(ndim: int | None, given: bool | None, axes: int) -> str:
+    """The spatial axes of a report or an entry: how many of the array's, and how chosen."""
+    if not ndim:
+        return ""
+    return f"  spatial axes {ndim} of {axes} ({'--ndim' if given else 'chosen from the data'})"
 
 
 def _cmd_compress(a) -> dict:
@@ -326,6 +334,7 @@ def _cmd_info(a) -> dict:
                                    "spatial_axes": e.codec.ndim, "rounded": e.codec.integer}
                                   if e.codec.storage == "transform" else None),
                     "coded_within": e.codec.bound if e.codec.storage == "bounded" else None,
+                    **_info_spatial(e, c.format_version),
                     "model_tiles": ([int(e.codec.latent_shape[0]), e.tiles]
                                     if e.codec.storage == "bounded" and e.codec.uses_model else None),
                     "model": getattr(model_of(e, c.models), "name", None),
@@ -347,9 +356,22 @@ def _cmd_info(a) -> dict:
                   f"{' (' + e['interpolation'] + ' order)' if e['interpolation'] else ''}"
                   f"{' from the model on {} of {} tiles'.format(*e['model_tiles']) if e['model_tiles'] else ''}"
                   f"{_coarse_text(e)}{_filter_text(e)}{_transform_text(e)}"
+                  f"{_spatial_text(e['ndim'], e['ndim_chosen'] == 'given', len(e['shape']))}"
                   f"  ratio {e['original_bytes'] / max(1, e['coded_bytes']):.2f} (streams only)"
                   f"  PSNR {_fmt(e['psnr'], '.2f')}  max abs error {_fmt(e['max_abs_error'])} ({bound})")
     return d
+
+
+def _info_spatial(e, version: int) -> dict:
+    """``aezip info``'s spatial axes of an entry: how many and how chosen ("given" by
+    --ndim, "auto" from the data), where its coding has them; before format 5 ndim was
+    always given or the default (all axes up to 3), and bounded coding ran over all axes."""
+    from .coding import SPATIAL_STORAGES
+
+    if e.codec.storage not in SPATIAL_STORAGES or not e.codec.ndim:
+        return {"ndim": None, "ndim_chosen": None}
+    chosen = "given" if e.codec.ndim_given else "auto" if version >= 5 else None
+    return {"ndim": e.codec.ndim, "ndim_chosen": chosen}
 
 
 def _transform_text(e: dict) -> str:

@@ -26,7 +26,7 @@ import zlib
 import numpy as np
 
 from . import progress
-from .codec import adaptive, architecture, bounded, entropy, interp, mask, postfilter
+from .codec import adaptive, architecture, axes, bounded, entropy, interp, mask, postfilter
 from .codec.normalize import Normalization
 from .codec.tile import spread, tile, tile_sums, untile
 from .container import ArrayEntry, CodecParams, Figures, ModelRef, model_of
@@ -124,14 +124,31 @@ def check_dtype(x: np.ndarray, name: str) -> None:
 
 
 def spatial_ndim(shape: tuple[int, ...], ndim: int | None) -> int:
-    """Trailing axes that are spatial: ``ndim`` if given, else all axes up to 3."""
+    """Trailing axes that are spatial: ``ndim`` if given (checked), else all axes up to 3."""
     if ndim is None:
-        return min(len(shape), 3)
+        return axes.default_ndim(shape)
     if ndim not in (1, 2, 3):
         raise UsageError(f"--ndim must be 1, 2 or 3, got {ndim}")
     if ndim > len(shape):
         raise UsageError(f"--ndim {ndim} but the array has only {len(shape)} axes (shape {shape})")
     return ndim
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SpatialAxes:
+    """The trailing ``ndim`` axes of an array are spatial, the others a batch of planes;
+    ``given``: by --ndim, else chosen from the data (codec.axes)."""
+
+    ndim: int
+    given: bool
+
+
+def spatial_axes(x, ndim: int | None, fill_values: tuple[float, ...] = ()) -> SpatialAxes:
+    """The spatial axes of array ``x`` (possibly lazy): ``ndim`` if given, else measured
+    (codec.axes.choose_ndim, on a sample of planes); once per array, never per slab."""
+    if ndim is not None:
+        return SpatialAxes(ndim=spatial_ndim(tuple(x.shape), ndim), given=True)
+    return SpatialAxes(ndim=axes.choose_ndim(x, fill_values) if x.ndim else 0, given=False)
 
 
 def _crc(a: np.ndarray) -> int:
@@ -377,7 +394,8 @@ def model_tile_bits(field: np.ndarray, e: float, out_dtype, run,
     the residual codes against its prediction) for ``run``, a :func:`run_model` result,
     with that residual coding within ``e`` (``coarse``: bounded.encode's) and its x_hat."""
     model, _, y_hat, base = run
-    res, f_hat = bounded.encode(field, e, dtype=out_dtype, integer=False, base=base, bits=True, coarse=coarse)
+    res, f_hat = bounded.encode(field, e, dtype=out_dtype, integer=False, base=base, bits=True, coarse=coarse,
+                                ndim=model.ndim)
     residual = tile_sums(res.bits.reshape((-1,) + field.shape[field.ndim - model.ndim:]), model.tile)
     return entropy.tile_bits(y_hat, model.tables) + residual, res, f_hat
 
@@ -404,7 +422,8 @@ def _with_model(x: np.ndarray, d: int, models: Models, name: str, field: np.ndar
     candidates = [(None, y_hat, base, res, f_hat)]
     if 0 < wins.sum() < wins.size:
         base_t = _reconstruct(model, norm, y_hat[wins], x.reshape(batch_shape).shape, name, wins).reshape(x.shape)
-        res_t, f_hat_t = bounded.encode(field, e_m, dtype=out_dtype, integer=False, base=base_t, coarse=coarse)
+        res_t, f_hat_t = bounded.encode(field, e_m, dtype=out_dtype, integer=False, base=base_t, coarse=coarse,
+                                        ndim=d)
         candidates.insert(0, (wins, y_hat[wins], base_t, res_t, f_hat_t))
     best, best_size = None, _size(classical)
     for flags, y, b, res, f_hat in candidates:
@@ -577,13 +596,13 @@ def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bou
 
     def code(e: float, post: bool = PSNR_FILTER):
         e, integer = snap(e)
-        coarse = PSNR_COARSE if bound.mode == "psnr" and not integer and x.ndim >= 2 else ()
+        coarse = PSNR_COARSE if bound.mode == "psnr" and not integer and min(d, x.ndim) >= 2 else ()
         model_too = models is not None and not integer and bound.mode != "pw_rel"
         if model_too:
             scale = Normalization.fit(x).scale
             model_too = e > 8 * DRIFT * scale and _model_may_pay(models.summary(d), e, scale)
         res, f_hat = bounded.encode(field, e, dtype=out_dtype, integer=integer, exact_where=exact_where,
-                                    bits=model_too, coarse=coarse)
+                                    bits=model_too, coarse=coarse, ndim=d)
         hybrid = _with_model(x, d, models, name, field, e, out_dtype, res, learned, coarse) if model_too else None
         if hybrid is None and bound.mode == "psnr" and post:
             return _filtered(x, field, e, integer, res, f_hat)
@@ -601,6 +620,7 @@ def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bou
     fields.update(extra.get("fields", {}))
     if "model" in extra:
         fields["model_id"] = extra["model"].id
+    fields.update(ndim=d, planes=d < x.ndim)  # the interpolation's axes (bounded.planes_shape)
     codec = CodecParams(storage="bounded", mode=bound.mode, levels=res.levels, radii=res.radii,
                         predictors=res.predictors, residual_escapes=res.escapes, integer=integer,
                         interpolation=res.order, weights=res.weights, coarse=list(res.coarse), **fields)
@@ -641,12 +661,16 @@ def _exact_bound(bound: bounded.Bound | None) -> float | None:
     return None if bound is None else (bound.value if bound.mode == "pw_rel" else 0.0)
 
 
+SPATIAL_STORAGES = ("latent", "bounded", "transform")  # those whose coding has spatial axes
+
+
 def encode_array(x: np.ndarray, name: str, models: Models | None, ndim: int | None, *,
                  bound: bounded.Bound | None = None, order: str = "C", byteorder: str = "<",
                  fill_values: tuple[float, ...] = (), vrange: float | None = None,
                  full_shape: tuple[int, ...] | None = None,
                  slab: tuple[int, int] | None = None, quality: float | None = None,
-                 halo: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[ArrayEntry, np.ndarray]:
+                 halo: tuple[np.ndarray, np.ndarray] | None = None,
+                 spatial: SpatialAxes | None = None) -> tuple[ArrayEntry, np.ndarray]:
     """Code one array, or one slab of it; returns its container entry and exactly what the
     decoder will return.
 
@@ -656,10 +680,15 @@ def encode_array(x: np.ndarray, name: str, models: Models | None, ndim: int | No
     relative to the whole array). ``quality``: the plain learned mode's PSNR target
     (default DEFAULT_QUALITY) for the transform coder, which it uses unless a model was
     chosen (``models.spec``) or fitted; ``halo``: the rows before and after a slab, which
-    the transform coder codes with it (see :func:`_transformed`)."""
+    the transform coder codes with it (see :func:`_transformed`); ``spatial``: the spatial
+    axes chosen for the whole array (:func:`spatial_axes`), which a slab must be given
+    (else they are chosen here, from ``x`` and ``ndim``)."""
     t0 = time.perf_counter()
     check_dtype(x, name)
-    d = spatial_ndim(tuple(x.shape if full_shape is None else full_shape), ndim)
+    if spatial is None:
+        spatial = spatial_axes(x, ndim, fill_values) if full_shape is None else \
+            SpatialAxes(ndim=spatial_ndim(tuple(full_shape), ndim), given=ndim is not None)
+    d = spatial.ndim
     if x.dtype.kind in "iu" and bound is None:
         bound = bounded.Bound(mode="abs", value=0)  # integers: lossless unless a bound is given
     valid = valid_mask(x, fill_values)
@@ -689,6 +718,8 @@ def encode_array(x: np.ndarray, name: str, models: Models | None, ndim: int | No
         x_hat[~valid] = x[~valid]
     if fill_values:
         codec = dataclasses.replace(codec, fill_values=list(fill_values))
+    if codec.storage in SPATIAL_STORAGES:
+        codec = dataclasses.replace(codec, ndim=d, ndim_given=spatial.given)
     q = Quality.measure(x, x_hat, valid, vrange)
     kind = "pw_rel" if bound is not None and bound.mode == "pw_rel" else "abs"
     if figure_bound is None:
@@ -791,7 +822,8 @@ def _bounded_back(entry: ArrayEntry, models: Models, refs) -> np.ndarray:
                            order=c.interpolation, weights=list(c.weights), coarse=tuple(c.coarse),
                            exact=entry.streams.get("exact", np.zeros(0)).astype(np.float64))
     integer = entry.integer_coded
-    f_hat = bounded.decode(res, entry.part_shape, c.bound, integer=integer, base=base)
+    f_hat = bounded.decode(res, entry.part_shape, c.bound, integer=integer, base=base,
+                           ndim=c.ndim if c.planes else None)
     if c.filter:
         try:
             f_hat = postfilter.apply(f_hat, c.filter, postfilter.clip(c.bound, integer))

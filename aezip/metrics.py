@@ -172,6 +172,8 @@ class Report:
     measured_ratio: float | None = None
     arrays: tuple[Report, ...] = ()
     region: tuple[int, ...] | None = None  # the shape decoded, where decompress was given a region
+    ndim: int | None = None  # the trailing axes coded as spatial (the others a batch), where the coding has them
+    ndim_given: bool | None = None  # ... given by --ndim, else chosen from the data
 
     @property
     def n_values(self) -> int:
@@ -214,6 +216,9 @@ class Report:
             d["arrays"] = [a.to_json() for a in self.arrays]
         if self.region is not None:
             d["region_shape"] = list(self.region)
+        if self.ndim is not None:
+            d["ndim"] = self.ndim
+            d["ndim_chosen"] = "given" if self.ndim_given else "auto"
         return d
 
 

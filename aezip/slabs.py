@@ -28,7 +28,7 @@ import numpy as np
 from . import io as aeio
 from . import progress
 from .codec.bounded import Bound
-from .coding import Models, decode_array, encode_array, spatial_ndim
+from .coding import Models, decode_array, encode_array, spatial_axes
 from .container import ArrayEntry, read_streams
 from .errors import ContainerError, UsageError, WorkerError
 from .metrics import Accumulator, valid_mask
@@ -175,6 +175,7 @@ def encode_field(fld, models: Models, ndim: int | None, bound: Bound | None, mem
         yield encode_array(aeio.load(x), fld.name, models, ndim, bound=bound, quality=quality, order=fld.order, byteorder=byteorder,
                            fill_values=fld.fill_values)[0]
         return
+    spatial = spatial_axes(x, ndim, fld.fill_values)  # once for the array: every slab codes alike
     starts = range(0, x.shape[0], rows)
     lo, hi = np.inf, -np.inf
     for a in starts:  # the value range of the whole array, a slab at a time
@@ -187,14 +188,14 @@ def encode_field(fld, models: Models, ndim: int | None, bound: Bound | None, mem
     # the network runs on threads (torch has its own); the numpy coders in forked processes
     network = bound is None and (models.spec is not None or models.embedded is not None)
     # the transform coder codes a slab with its neighbours' rows when axis 0 is spatial
-    h = HALO_ROWS if bound is None and not network and spatial_ndim(tuple(x.shape), ndim) == x.ndim else 0
+    h = HALO_ROWS if bound is None and not network and spatial.ndim == x.ndim else 0
 
     def code(a: int) -> ArrayEntry:
         b = min(a + rows, x.shape[0])
         halo = (aeio.load(x, slice(max(0, a - h), a)), aeio.load(x, slice(b, min(x.shape[0], b + h)))) if h else None
         return encode_array(aeio.load(x, slice(a, b)), fld.name, models, ndim, bound=bound, quality=quality, order=fld.order,
                             byteorder=byteorder, fill_values=fld.fill_values, vrange=vrange,
-                            full_shape=tuple(x.shape), slab=(a, b), halo=halo)[0]
+                            full_shape=tuple(x.shape), slab=(a, b), halo=halo, spatial=spatial)[0]
 
     workers = at_once((rows + 2 * h) * (x.size // x.shape[0]), memory, workers)
     yield from in_order(code, progress_slabs(starts, fld.name), workers, processes=not network)

@@ -83,14 +83,31 @@ class Residual:
     bits: np.ndarray | None = None  # each value's estimated cost (interp.code_bits), when asked for
 
 
+def planes_shape(shape: tuple[int, ...], ndim: int | None) -> tuple[int, ...]:
+    """The shape the interpolation runs over: ``shape``, or with ``ndim`` spatial axes
+    fewer than its axes, the leading axes merged into the first spatial one (a C-order
+    reshape), so that the planes are coded one after another and never interpolated
+    across, but at their seams."""
+    if ndim is None or ndim >= len(shape):
+        return tuple(shape)
+    lead = len(shape) - ndim
+    return (math.prod(shape[: lead + 1]),) + tuple(shape[lead + 1:])
+
+
 def encode(x: np.ndarray, e: float, *, dtype, integer: bool, base: np.ndarray | None = None,
            exact_where: np.ndarray | None = None, bits: bool = False,
-           coarse: tuple = ()) -> tuple[Residual, np.ndarray]:
+           coarse: tuple = (), ndim: int | None = None) -> tuple[Residual, np.ndarray]:
     """Code float64 field x within e in the visiting order :func:`choose_orders` picks (in
     each it offers, keeping the smaller); returns the residual record and the decoder's
     x_hat (float64). Values where ``exact_where`` is set are stored exactly. ``bits``:
     the record also estimates each value's cost. ``coarse``: tighter bounds on the coarse
-    steps (interp.step_bound)."""
+    steps (interp.step_bound). ``ndim``: the spatial axes, the others a batch of planes
+    (:func:`planes_shape`; all by default)."""
+    shape, flat = x.shape, planes_shape(x.shape, ndim)
+    if flat != shape:
+        x = x.reshape(flat)
+        base = None if base is None else base.reshape(flat)
+        exact_where = None if exact_where is None else exact_where.reshape(flat)
     best = None
     for order in choose_orders(x if base is None else x - base, e, integer=integer, coarse=coarse):
         coded, r_hat = interp.encode(x, e, base=base, dtype=dtype, integer=integer, order=order,
@@ -99,11 +116,11 @@ def encode(x: np.ndarray, e: float, *, dtype, integer: bool, base: np.ndarray | 
         exact = np.concatenate(coded.exact) if coded.exact else np.zeros(0)
         res = Residual(stream=data, escapes=n_esc, radii=radii, levels=coded.levels, predictors=coded.predictors,
                        order=order, weights=coded.weights, exact=exact.astype(np.float64), coarse=tuple(coarse),
-                       bits=interp.code_bits(coded, x.shape, order) if bits else None)
+                       bits=interp.code_bits(coded, x.shape, order).reshape(shape) if bits else None)
         if best is None or _bytes(res) < _bytes(best[0]):
             best = res, r_hat
     res, r_hat = best
-    return res, (r_hat if base is None else base + r_hat)
+    return res, (r_hat if base is None else base + r_hat).reshape(shape)
 
 
 def _bytes(res: Residual) -> float:
@@ -141,7 +158,13 @@ def _crop(shape: tuple[int, ...], limit: int) -> tuple[slice, ...]:
 
 
 def decode(res: Residual, shape: tuple[int, ...], e: float, *, integer: bool,
-           base: np.ndarray | None = None) -> np.ndarray:
+           base: np.ndarray | None = None, ndim: int | None = None) -> np.ndarray:
+    """The field of ``shape`` that :func:`encode` returned for ``res`` (``ndim`` as given there)."""
+    flat = planes_shape(tuple(shape), ndim)
+    return _decode(res, flat, e, integer=integer, base=None if base is None else base.reshape(flat)).reshape(shape)
+
+
+def _decode(res: Residual, shape: tuple[int, ...], e: float, *, integer: bool, base: np.ndarray | None) -> np.ndarray:
     decoder = adaptive.Decoder(res.stream, res.escapes, res.radii, interp.CONTEXTS)
     used = 0
 

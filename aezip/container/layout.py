@@ -188,6 +188,10 @@ class CodecParams(_Record):
     decoded values are rounded to integers; ``scale`` (when not 0): a power of two the
     decoded values are multiplied by (ranges beyond 2^+-200); ``halo`` [h0, h1]: a slab coded with h0 rows
     before it and h1 after it (of which it keeps its own), so that no seam shows.
+    ``ndim`` (format version 5 also on "bounded"): the trailing axes coded as spatial, the
+    leading ones a batch of planes; ``ndim_given``: --ndim said so (else chosen from the
+    data); ``planes`` ("bounded"): the interpolation ran over the part shape with its
+    leading axes merged into the first spatial one (aezip.codec.bounded.planes_shape).
     """
 
     WHAT: ClassVar[str] = "codec"
@@ -197,7 +201,8 @@ class CodecParams(_Record):
         "radii": "ints", "predictors": "ints", "residual_escapes": "int", "base": "str", "margin": "number",
         "base_check": "numbers", "integer": "bool", "fill_values": "numbers", "latent_coding": "str",
         "latent_radii": "ints", "interpolation": "str", "weights": "ints", "coarse": "numbers", "filter": "ints",
-        "transform": "str", "step": "number", "halo": "ints", "model_id": "str"}
+        "transform": "str", "step": "number", "halo": "ints", "model_id": "str", "planes": "bool",
+        "ndim_given": "bool"}
 
     storage: str
     ndim: int = 0
@@ -229,6 +234,8 @@ class CodecParams(_Record):
     step: float = 0.0
     halo: list = field(default_factory=list)
     model_id: str = ""
+    planes: bool = False
+    ndim_given: bool = False
 
     def __post_init__(self) -> None:
         if self.storage not in STORAGES:
@@ -267,6 +274,8 @@ class CodecParams(_Record):
                 raise ValueError(f"halo {self.halo} is not two row counts of at most {MAX_HALO}")
         elif self.transform or self.step or self.halo:
             raise ValueError("transform keys on an array that is not transform coded")
+        if self.planes and not (self.storage == "bounded" and self.ndim in (1, 2, 3)):
+            raise ValueError("planes on an array that is not bounded coding over 1-3 spatial axes")
         if self.model_id and not (_is_id(self.model_id) and self.uses_model and self.model == -1):
             raise ValueError(f"model_id {self.model_id[:70]!r} is not the 64 hex digits of a model this array uses, "
                              "named once")
