@@ -144,6 +144,13 @@ def main() -> None:
             np.save(src, x)
             aezip.compress(src, aez, **how)
             print(name, x.shape, x.dtype, how, [e.codec.halo for e in aezip.info(aez).arrays])
+    for name, x, how in planes_cases():  # v5 §6: bounded coding of a batch of planes
+        v5 = os.path.join(ROOT, "formats", "golden", "v5")
+        src, aez = os.path.join(v5, name + ".npy"), os.path.join(v5, name + ".aez")
+        if not os.path.exists(aez):
+            np.save(src, x)
+            aezip.compress(src, aez, **how)
+            print(name, x.shape, x.dtype, how, {(e.codec.ndim, e.codec.planes) for e in aezip.info(aez).arrays})
     src, aez = _paths(folder, "several", ".npz")
     if not os.path.exists(aez):
         np.savez(src, series=sample_field((2000,), seed=7).astype(np.float64), image=sample_field((40, 50), seed=8))
@@ -204,6 +211,16 @@ def transform_cases():
     holes[10, 10], holes[20:22, :5] = np.nan, np.inf
     yield "transform-nan", holes, {}
     yield "transform-slabs-halo", sample_field((160, 120), seed=88).astype(np.float32), {"memory": 2 << 20}
+
+
+def planes_cases():
+    """(name, x, compress's keywords) of bounded containers whose leading axes are a batch
+    of planes (format v5 §6), chosen from the data: stacked independent 1-D signals at
+    --psnr (with its post-filter), three unrelated 2-D fields, and the signals in slabs."""
+    signals = np.stack([sample_field((4000,), slope=-2.5, seed=90 + i) for i in range(8)])
+    yield "planes-signals-psnr", signals, {"psnr": 45}
+    yield "planes-blocks-3d", np.stack([sample_field((40, 50), seed=s) for s in (91, 92, 93)]) * 3, {"rel": 1e-3}
+    yield "planes-slabs", signals[:, :2000].astype(np.float64), {"abs": 1e-3, "memory": 1 << 20}
 
 
 def mask_cases():
