@@ -502,18 +502,18 @@ def test_ndim_2_makes_the_leading_axis_a_batch(tmp_path, capsys):
 
 
 def test_4d_array_is_a_batch_of_3d(tmp_path, capsys):
-    x = sample_field((2, 3, 20, 20), seed=71)
+    x = sample_field((2, 16, 20, 20), seed=71)  # 16 planes that continue each other: axis 1 stays spatial
     src = tmp_path / "q.npy"
     np.save(src, x)
     aez = tmp_path / "q.aez"
     rc = run_json(capsys, "compress", src, "-o", aez, "--model", "conv-ae-v1")
     codec = aezip.info(str(aez)).arrays[0].codec
     assert codec.storage == "latent" and codec.ndim == 3
-    per_item = math.ceil(3 / codec.tile) * math.ceil(20 / codec.tile) ** 2
+    per_item = math.ceil(16 / codec.tile) * math.ceil(20 / codec.tile) ** 2
     assert codec.latent_shape[0] == 2 * per_item
     rd = run_json(capsys, "decompress", aez, "-o", tmp_path / "q_out.npy", "--original", src)
     x_hat = np.load(tmp_path / "q_out.npy")
-    assert x_hat.shape == (2, 3, 20, 20) and x_hat.dtype == np.float32
+    assert x_hat.shape == (2, 16, 20, 20) and x_hat.dtype == np.float32
     check_quality(x, x_hat, figures(rc))
     assert rd["measured"]["max_abs_error"] == pytest.approx(rc["max_abs_error"], rel=1e-9)
 
