@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("input", help="x.npy, x.npz, x.h5 or x.nc (every float dataset), x.h5:/group/dataset, a Zarr "
                                  "store x.zarr or x.zarr:/group/array (read chunk by chunk), or a raw binary")
     c.add_argument("-o", "--output", help="container path (default: <input file>.aez)")
-    c.add_argument("--ndim", type=int, choices=[1, 2, 3], help="trailing axes that are spatial (default: all, up to 3)")
+    c.add_argument("--ndim", type=int, choices=[1, 2, 3], help="trailing axes that are spatial (default: chosen from the data; README, --ndim)")
     c.add_argument("--key", help="one array of an .npz (its name) or HDF5 file (/group/dataset)")
     c.add_argument("--shape", type=_shape, help=RAW_HELP)
     c.add_argument("--dtype", help="raw binary input: float32 or float64 (default from .f32/.f64)")
