@@ -120,3 +120,15 @@ def test_cli_shows_the_choice(tmp_path, capsys):
     assert cli.main(["info", str(p), "--json"]) == 0
     a = json.loads(capsys.readouterr().out)["arrays"][0]
     assert (a["ndim"], a["ndim_chosen"]) == (2, "given")
+
+
+@pytest.mark.parametrize("how,edit", [({"quality": 45.0}, {"planes": True}),
+                                      ({"abs": 1e-3}, {"planes": True, "ndim": 4})], ids=["transform", "ndim 4"])
+def test_planes_where_they_cannot_be_is_corruption(tmp_path, how, edit):
+    from common import edit_record
+
+    p = str(tmp_path / "x.aez")
+    aezip.compress(signals(), p, **how)
+    edit_record(p, 0, lambda r: r["codec"].update(edit))
+    with pytest.raises(aezip.ContainerError, match="planes"):
+        aezip.decompress(p, write=False)
