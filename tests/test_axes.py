@@ -132,3 +132,17 @@ def test_planes_where_they_cannot_be_is_corruption(tmp_path, how, edit):
     edit_record(p, 0, lambda r: r["codec"].update(edit))
     with pytest.raises(aezip.ContainerError, match="planes"):
         aezip.decompress(p, write=False)
+
+
+def test_bounded_planes_with_a_base_decode_as_encoded():
+    """bounded.encode over a batch of planes, from a base (the model's prediction), with
+    per-value bits in the array's shape: the decoder returns the same values."""
+    from aezip.codec import bounded
+
+    x = blocks().astype(np.float64)
+    base = x + np.random.default_rng(0).normal(0, 0.01, x.shape)
+    res, f_hat = bounded.encode(x, 1e-3, dtype=np.float32, integer=False, base=base, bits=True, ndim=2)
+    assert res.bits.shape == x.shape and bounded.planes_shape(x.shape, 2) == (3 * 48, 64)
+    again = bounded.decode(res, x.shape, 1e-3, integer=False, base=base, ndim=2)
+    np.testing.assert_array_equal(f_hat, again)
+    assert np.max(np.abs(again - x)) <= 1e-3
