@@ -316,6 +316,7 @@ def _serve(conn) -> None:
     """The forker's loop: a fresh process that imported aezip and torch but never ran a
     network, so that forking it is safe (a process that ran torch's thread pools is not)."""
     import aezip  # noqa: F401
+    import aezip.cli  # noqa: F401 - every module a case runs, imported once: edits to the tree meanwhile do not count
     import aezip.model  # noqa: F401
 
     try:
