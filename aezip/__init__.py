@@ -8,9 +8,11 @@ from .errors import (AezipError, BoundExceededError, ChecksumError, ContainerErr
                      InputNotFoundError, ModelError, ModelMismatchError, OutputError, OutputExistsError, UnsupportedDataError,
                      UsageError, WorkerError)
 from .metrics import Quality, Report
+from .options import EncoderOptions
 
 __all__ = [
-    "AezipError", "BoundExceededError", "ChecksumError", "ContainerError", "FormatVersionError", "InputError",
+    "AezipError", "BoundExceededError", "ChecksumError", "ContainerError", "EncoderOptions", "FormatVersionError",
+    "InputError",
     "InputNotFoundError", "ModelError", "ModelMismatchError", "OutputError", "OutputExistsError", "Quality", "Report",
     "UnsupportedDataError", "UsageError", "WorkerError", "__version__", "compress", "decode_chunk", "decompress",
     "encode_chunk", "info", "latents", "verify",

@@ -28,6 +28,7 @@ from .errors import BoundExceededError, UsageError
 from .io.zarr_store import parse_serializer
 from .fileutil import check_space, check_writable
 from .metrics import Quality, Report, combine, psnr
+from .options import EncoderOptions
 
 WRITER = f"aezip {__version__}"
 DEFAULT_MEMORY = slabs.DEFAULT_MEMORY
@@ -84,7 +85,8 @@ def compress(data: np.ndarray | str, output: str | None = None, *, model: str | 
              shape: tuple[int, ...] | None = None, dtype: str | None = None, force: bool = False,
              abs: float | None = None, rel: float | None = None, psnr: float | None = None,
              pw_rel: float | None = None, memory: int = DEFAULT_MEMORY, threads: int | None = None,
-             fit: bool = False, fit_steps: int = 300, quality: float | None = None) -> Report:
+             fit: bool = False, fit_steps: int = 300, quality: float | None = None,
+             options: EncoderOptions | None = None) -> Report:
     """Compress an array or a file into an .aez container and report the figures.
 
     ``data`` is a numpy array (``output`` required) or an input spec: ``x.npy``,
@@ -98,6 +100,8 @@ def compress(data: np.ndarray | str, output: str | None = None, *, model: str | 
     arrays in at least one slab per thread (``threads``, default: the CPU count), coded at once.
     ``fit`` (plain learned mode) fine-tunes the model on the input for ``fit_steps`` steps and
     embeds it in the container: its bytes count in the ratio, so it pays on large arrays.
+    ``options``: the encoder's settings beyond these (:class:`aezip.options.EncoderOptions`;
+    default: aezip's).
 
     Examples
     --------
@@ -117,6 +121,9 @@ def compress(data: np.ndarray | str, output: str | None = None, *, model: str | 
         raise UsageError(f"--fit-steps must be at least 1, got {fit_steps}")
     if memory < 1 << 20:
         raise UsageError(f"--memory must be at least 1 MB, got {memory} bytes")
+    if options is not None and not isinstance(options, EncoderOptions):
+        raise UsageError(f"options must be an aezip.EncoderOptions, got {type(options).__name__}")
+    options = EncoderOptions() if options is None else options
     models = Models(model, device)  # no torch until a network runs
     t0 = time.perf_counter()
     if isinstance(data, np.ndarray):
@@ -137,7 +144,7 @@ def compress(data: np.ndarray | str, output: str | None = None, *, model: str | 
         if fit:
             _fit(src, models, ndim, fit_steps)
         return _compress_input(src, output, models, ndim, bound, memory, _workers(threads), force, t0, quality,
-                               label=label)
+                               label=label, options=options)
     finally:
         src.close()
 
@@ -161,7 +168,8 @@ def _fit(src, models: Models, ndim: int | None, steps: int) -> None:
 
 
 def _compress_input(src, output: str, models: Models, ndim, bound, memory: int, workers: int, force: bool,
-                    t0: float, quality: float | None = None, label: str | None = None) -> Report:
+                    t0: float, quality: float | None = None, label: str | None = None,
+                    options: EncoderOptions | None = None) -> Report:
     check_writable(output, force, inputs=(src.path,))
     parts, named, refs = [], [], ()  # named: the entries that name a model; refs: the models they name
     with ContainerWriter(output, writer=WRITER, source=SourceRef(kind=src.kind, name=os.path.basename(src.path)),
@@ -170,8 +178,8 @@ def _compress_input(src, output: str, models: Models, ndim, bound, memory: int, 
             t1 = time.perf_counter()
             entries, sizes = [], []
             # closed on a failed write, so that the workers end at once
-            with contextlib.closing(slabs.encode_field(fld, models, ndim, bound, memory, workers,
-                                                     quality=quality)) as coded:
+            with contextlib.closing(slabs.encode_field(fld, models, ndim, bound, memory, workers, quality=quality,
+                                                     options=options or EncoderOptions())) as coded:
                 for entry in coded:
                     w.add(entry)  # its streams are in the file now: keep only their sizes
                     sizes.append({k: int(v.nbytes) for k, v in entry.streams.items()})

@@ -19,15 +19,18 @@ from .coding import Models, decode_array, encode_array
 from .container import ModelRef
 from .container.frame import pack_entry, unpack_entry
 from .errors import UsageError
+from .options import DEFAULT as DEFAULT_OPTIONS
+from .options import EncoderOptions
 
 
 def encode_chunk(x: np.ndarray, *, abs: float | None = None, rel: float | None = None, psnr: float | None = None,
                  pw_rel: float | None = None, value_range: float | None = None, fill_values=(),
-                 model: str | None = None, ndim: int | None = None, models: Models | None = None) -> bytes:
+                 model: str | None = None, ndim: int | None = None, models: Models | None = None,
+                 options: EncoderOptions = DEFAULT_OPTIONS) -> bytes:
     """The frame of array ``x`` coded within the bound given (one of ``abs``, ``rel``,
     ``psnr``, ``pw_rel``; none: the plain learned mode for floats, lossless for integers).
     ``fill_values`` are kept exactly like NaN and Inf. ``models``: a :class:`Models` to
-    reuse across calls (a codec keeps one)."""
+    reuse across calls (a codec keeps one); ``options``: the encoder's settings."""
     x = np.asarray(x)
     bound = _bound(abs=abs, rel=rel, psnr=psnr, pw_rel=pw_rel)
     if value_range is not None and not (np.isfinite(value_range) and value_range > 0):
@@ -37,7 +40,7 @@ def encode_chunk(x: np.ndarray, *, abs: float | None = None, rel: float | None =
     use = models if (bound is None or model is not None) else None
     native = np.ascontiguousarray(x).astype(x.dtype.newbyteorder("="), copy=False)
     entry, _ = encode_array(native, "", use, ndim, bound=bound, fill_values=tuple(float(v) for v in fill_values),
-                            vrange=value_range)
+                            vrange=value_range, options=options)
     return pack_entry(entry, entry.codec.model_id or None)
 
 

@@ -32,6 +32,8 @@ from .codec.tile import spread, tile, tile_sums, untile
 from .container import ArrayEntry, CodecParams, Figures, ModelRef, model_of
 from .errors import ChecksumError, ContainerError, UnsupportedDataError, UsageError
 from .metrics import Quality, abs_error_ratio, max_error_ratio, psnr, valid_mask, value_range
+from .options import DEFAULT as DEFAULT_OPTIONS
+from .options import EncoderOptions
 
 INT_LIMIT = 2**53  # integers beyond this are not exact in float64
 FLOAT_MAX = float(np.finfo(np.float64).max)  # the figure of a value range beyond float64 (stored exactly)
@@ -344,24 +346,18 @@ def _model_may_pay(summary: dict, e: float, scale: float) -> bool:
     return rms <= 4 * e
 
 
-# The model is run on a whole array when, on some tile, its sampled estimate (which leaves
-# the residual uninterpolated, so it overestimates) is below MAY_PAY times the classical
-# cost. On the development arrays at rel 1e-2 the finer per-tile estimate of the whole run
-# put the model at 1.22 times the classical cost or more on every tile; a looser factor
-# (2) ran the model on two more of them for nothing, at 2.5-3 times the compression time.
-MAY_PAY = 1.5
-SAMPLE_VALUES = 1 << 16  # values the model is run on for that estimate
+SAMPLE_VALUES = 1 << 16  # values the model is run on for the estimate of _tiles_may_pay
 
 
-def _tiles_may_pay(x: np.ndarray, d: int, model, e: float, classical: np.ndarray) -> bool:
-    """Whether the model's path may cost less than MAY_PAY times ``classical`` (bits per
-    tile) on some tile: first its latents alone at half the rate it reached on its
-    validation tiles, then :func:`sampled_model_bits` on every k-th tile."""
+def _tiles_may_pay(x: np.ndarray, d: int, model, e: float, classical: np.ndarray, may_pay: float) -> bool:
+    """Whether the model's path may cost less than ``may_pay`` (EncoderOptions) times
+    ``classical`` (bits per tile) on some tile: first its latents alone at half the rate it
+    reached on its validation tiles, then :func:`sampled_model_bits` on every k-th tile."""
     floor = 0.5 * float(model.summary.get("val_bits_per_value", 0.0)) * model.tile**d
-    if not np.any(floor < MAY_PAY * classical):
+    if not np.any(floor < may_pay * classical):
         return False
     bits, k = sampled_model_bits(x, d, model, e)
-    return bool(np.any(bits < MAY_PAY * np.maximum(classical[::k], 1.0)))
+    return bool(np.any(bits < may_pay * np.maximum(classical[::k], 1.0)))
 
 
 def sampled_model_bits(x: np.ndarray, d: int, model, e: float) -> tuple[np.ndarray, int]:
@@ -379,51 +375,46 @@ def sampled_model_bits(x: np.ndarray, d: int, model, e: float) -> tuple[np.ndarr
     return entropy.tile_bits(y_hat, model.tables) + residual, k
 
 
-def prefer_model(with_model: int, classical: int) -> bool:
-    """Keep the model's prediction only where it makes the array smaller."""
-    return with_model < classical
-
-
 def _size(res: bounded.Residual) -> int:
     return len(res.stream) + res.exact.nbytes
 
 
-def model_tile_bits(field: np.ndarray, e: float, out_dtype, run,
-                    coarse: tuple = ()) -> tuple[np.ndarray, bounded.Residual, np.ndarray]:
+def model_tile_bits(field: np.ndarray, e: float, out_dtype, run, coarse: tuple = (),
+                    band: int = interp.BAND) -> tuple[np.ndarray, bounded.Residual, np.ndarray]:
     """The estimated bits of the model's path per tile (its latents under its tables and
     the residual codes against its prediction) for ``run``, a :func:`run_model` result,
-    with that residual coding within ``e`` (``coarse``: bounded.encode's) and its x_hat."""
+    with that residual coding within ``e`` (``coarse``, ``band``: bounded.encode's) and its x_hat."""
     model, _, y_hat, base = run
     res, f_hat = bounded.encode(field, e, dtype=out_dtype, integer=False, base=base, bits=True, coarse=coarse,
-                                ndim=model.ndim)
+                                ndim=model.ndim, band=band)
     residual = tile_sums(res.bits.reshape((-1,) + field.shape[field.ndim - model.ndim:]), model.tile)
     return entropy.tile_bits(y_hat, model.tables) + residual, res, f_hat
 
 
 def _with_model(x: np.ndarray, d: int, models: Models, name: str, field: np.ndarray, e: float, out_dtype,
-                classical: bounded.Residual, learned: list, coarse: tuple = ()):
+                classical: bounded.Residual, learned: list, coarse: tuple, options: EncoderOptions):
     """The model's prediction as the base of the residual coding, on every tile or on the
     tiles where its path (latents and residual codes) is estimated to cost less than the
-    classical one: the smallest of these and ``classical`` as (extra fields and streams, or
-    None for classical; residual; its x_hat). ``learned`` caches the model's run;
-    ``coarse``: bounded.encode's."""
+    classical one: the smallest of these and ``classical`` (with ``options.keep_model``:
+    the last tried) as (extra fields and streams, or None for classical; residual; its
+    x_hat). ``learned`` caches the model's run; ``coarse``: bounded.encode's."""
     model = models.for_ndim(d)
     batch_shape = (-1,) + x.shape[x.ndim - d:]
     per_tile = tile_sums(classical.bits.reshape(batch_shape), model.tile)
-    if not _tiles_may_pay(x, d, model, e, per_tile):
+    if not _tiles_may_pay(x, d, model, e, per_tile, options.may_pay):
         return None
     if not learned:
         learned.append(run_model(x, d, models, name))
     model, norm, y_hat, base = learned[0]
     margin = DRIFT * norm.scale
     e_m = e - margin  # a decoder whose base drifts by up to margin keeps e
-    bits, res, f_hat = model_tile_bits(field, e_m, out_dtype, learned[0], coarse)
+    bits, res, f_hat = model_tile_bits(field, e_m, out_dtype, learned[0], coarse, options.band)
     wins = bits < per_tile
     candidates = [(None, y_hat, base, res, f_hat)]
     if 0 < wins.sum() < wins.size:
         base_t = _reconstruct(model, norm, y_hat[wins], x.reshape(batch_shape).shape, name, wins).reshape(x.shape)
         res_t, f_hat_t = bounded.encode(field, e_m, dtype=out_dtype, integer=False, base=base_t, coarse=coarse,
-                                        ndim=d)
+                                        ndim=d, band=options.band)
         candidates.insert(0, (wins, y_hat[wins], base_t, res_t, f_hat_t))
     best, best_size = None, _size(classical)
     for flags, y, b, res, f_hat in candidates:
@@ -432,7 +423,7 @@ def _with_model(x: np.ndarray, d: int, models: Models, name: str, field: np.ndar
                       base_check=[float(np.sum(b)), float(np.sum(b * b))])
         streams = {"latents": latents} if flags is None else {"latents": latents, "tiles": np.packbits(flags)}
         coded = ({"fields": fields, "streams": streams, "model": model}, res, f_hat)
-        if prefer_model(_coded_bytes(coded), best_size):
+        if options.keep_model or _coded_bytes(coded) < best_size:
             best, best_size = coded, _coded_bytes(coded)
     return best
 
@@ -450,16 +441,6 @@ def integer_step_as_fine(e: float) -> bool:
     return 2 * math.floor(e) + 1 >= 2 * e
 
 
-# --psnr quantizes the steps of stride 4 or more within half the bound, as SZ3 does on its
-# coarse levels: their errors spread into the predictions of every finer point, so at equal
-# PSNR (40 and 45 dB) this took 35-57 % off the bytes of the smooth 2-D development fields
-# and -0.2 to 5 % off the real 2-D and 3-D ones; in 1-D (the seismogram) it cost about 7 %,
-# so it is left out there.
-PSNR_COARSE = (2, 4)
-# --psnr also fits a linear filter applied after decoding (codec.postfilter): at 45 dB the
-# ratio rose by up to 20 % on the development arrays (most where the data are integers or 3-D;
-# benchmarks/equal_psnr.py: 1.374 -> 1.438 of SZ3's ratio over the 7 arrays >= 256 KB).
-PSNR_FILTER = True
 PSNR_SLACK = 0.1  # dB above the --psnr target accepted without loosening the bound further
 PSNR_TRIES = 6  # codings at most once one reaches the target
 PSNR_TRIES_MISSING = 12  # ... and while none does; then the array is stored exactly
@@ -557,7 +538,7 @@ def _coded_bytes(coded: tuple) -> int:
 
 
 def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bounded.Bound, vrange: float,
-             valid: np.ndarray):
+             valid: np.ndarray, options: EncoderOptions):
     """Residual coding within the bound; with a model, also tries its prediction as the base.
     ``valid``: the values that are data (--psnr measures its PSNR on them)."""
     integer = x.dtype.kind in "iu"
@@ -594,16 +575,18 @@ def _bounded(x: np.ndarray, d: int, models: Models | None, name: str, bound: bou
 
     learned = []  # the model's latents and prediction, computed once
 
-    def code(e: float, post: bool = PSNR_FILTER):
+    def code(e: float, post: bool = options.psnr_filter):
         e, integer = snap(e)
-        coarse = PSNR_COARSE if bound.mode == "psnr" and not integer and min(d, x.ndim) >= 2 else ()
+        coarse = options.psnr_coarse if bound.mode == "psnr" and not integer and min(d, x.ndim) >= 2 else ()
         model_too = models is not None and not integer and bound.mode != "pw_rel"
         if model_too:
             scale = Normalization.fit(x).scale
-            model_too = e > 8 * DRIFT * scale and _model_may_pay(models.summary(d), e, scale)
+            model_too = e > 8 * DRIFT * scale and (_model_may_pay(models.summary(d), e, scale)
+                                                   if options.try_model is None else options.try_model)
         res, f_hat = bounded.encode(field, e, dtype=out_dtype, integer=integer, exact_where=exact_where,
-                                    bits=model_too, coarse=coarse, ndim=d)
-        hybrid = _with_model(x, d, models, name, field, e, out_dtype, res, learned, coarse) if model_too else None
+                                    bits=model_too, coarse=coarse, ndim=d, band=options.band)
+        hybrid = _with_model(x, d, models, name, field, e, out_dtype, res, learned, coarse, options) \
+            if model_too else None
         if hybrid is None and bound.mode == "psnr" and post:
             return _filtered(x, field, e, integer, res, f_hat)
         return hybrid or ({}, res, f_hat)
@@ -670,7 +653,8 @@ def encode_array(x: np.ndarray, name: str, models: Models | None, ndim: int | No
                  full_shape: tuple[int, ...] | None = None,
                  slab: tuple[int, int] | None = None, quality: float | None = None,
                  halo: tuple[np.ndarray, np.ndarray] | None = None,
-                 spatial: SpatialAxes | None = None) -> tuple[ArrayEntry, np.ndarray]:
+                 spatial: SpatialAxes | None = None,
+                 options: EncoderOptions = DEFAULT_OPTIONS) -> tuple[ArrayEntry, np.ndarray]:
     """Code one array, or one slab of it; returns its container entry and exactly what the
     decoder will return.
 
@@ -682,7 +666,8 @@ def encode_array(x: np.ndarray, name: str, models: Models | None, ndim: int | No
     chosen (``models.spec``) or fitted; ``halo``: the rows before and after a slab, which
     the transform coder codes with it (see :func:`_transformed`); ``spatial``: the spatial
     axes chosen for the whole array (:func:`spatial_axes`), which a slab must be given
-    (else they are chosen here, from ``x`` and ``ndim``)."""
+    (else they are chosen here, from ``x`` and ``ndim``); ``options``: the encoder's
+    settings (aezip.options)."""
     t0 = time.perf_counter()
     check_dtype(x, name)
     if spatial is None:
@@ -711,7 +696,7 @@ def encode_array(x: np.ndarray, name: str, models: Models | None, ndim: int | No
     elif bound is None:
         codec, streams, x_hat = _learned(x_f, d, models, name)
     else:
-        codec, streams, x_hat, figure_bound = _bounded(x_f, d, models, name, bound, vrange, valid)
+        codec, streams, x_hat, figure_bound = _bounded(x_f, d, models, name, bound, vrange, valid, options)
     x_hat = _cast(x_hat, x.dtype)
     if not valid.all():
         streams["nodata"] = np.frombuffer(mask.encode(x, valid), np.uint8)
@@ -740,8 +725,9 @@ def encode_array(x: np.ndarray, name: str, models: Models | None, ndim: int | No
     return entry, x_hat
 
 
-def decode_array(entry: ArrayEntry, models: Models, refs) -> np.ndarray:
-    """Reconstruct one array from its entry (native byte order, C order)."""
+def decode_array(entry: ArrayEntry, models: Models, refs, *, band: int = interp.BAND) -> np.ndarray:
+    """Reconstruct one array from its entry (native byte order, C order); ``band``: the
+    interpolation's targets at once (the values do not depend on it)."""
     c, dtype = entry.codec, np.dtype(entry.dtype)
     if c.storage == "constant":  # one value seen at every index: no memory until written somewhere
         value = _cast(np.array([c.offset]), dtype)
@@ -761,7 +747,7 @@ def decode_array(entry: ArrayEntry, models: Models, refs) -> np.ndarray:
     elif c.storage == "transform":
         x_hat = _transform_back(entry)
     else:
-        x_hat = _bounded_back(entry, models, refs)
+        x_hat = _bounded_back(entry, models, refs, band)
     x_hat = _cast(x_hat, dtype)
     invalid, values = _invalid(entry)
     if invalid is not None:
@@ -808,7 +794,7 @@ def _tile_flags(entry: ArrayEntry) -> np.ndarray:
     return np.unpackbits(flags, count=n).astype(bool)
 
 
-def _bounded_back(entry: ArrayEntry, models: Models, refs) -> np.ndarray:
+def _bounded_back(entry: ArrayEntry, models: Models, refs, band: int = interp.BAND) -> np.ndarray:
     c = entry.codec
     base = None
     if c.base != "none":
@@ -823,7 +809,7 @@ def _bounded_back(entry: ArrayEntry, models: Models, refs) -> np.ndarray:
                            exact=entry.streams.get("exact", np.zeros(0)).astype(np.float64))
     integer = entry.integer_coded
     f_hat = bounded.decode(res, entry.part_shape, c.bound, integer=integer, base=base,
-                           ndim=c.ndim if c.planes else None)
+                           ndim=c.ndim if c.planes else None, band=band)
     if c.filter:
         try:
             f_hat = postfilter.apply(f_hat, c.filter, postfilter.clip(c.bound, integer))

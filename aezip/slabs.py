@@ -32,6 +32,8 @@ from .coding import Models, decode_array, encode_array, spatial_axes
 from .container import ArrayEntry, read_streams
 from .errors import ContainerError, UsageError, WorkerError
 from .metrics import Accumulator, valid_mask
+from .options import DEFAULT as DEFAULT_OPTIONS
+from .options import EncoderOptions
 
 DEFAULT_MEMORY = 1 << 30  # bytes: what coding (or decoding) the slabs at once may use (--memory)
 CODING_BYTES_PER_VALUE = 96  # peak working memory of the coders per value of a slab
@@ -166,14 +168,15 @@ def in_order(func, items, workers: int, processes: bool = False):
 
 
 def encode_field(fld, models: Models, ndim: int | None, bound: Bound | None, memory: int, workers: int,
-                 quality: float | None = None):
-    """The container entries of one field: the whole array, or its slabs along axis 0."""
+                 quality: float | None = None, options: EncoderOptions = DEFAULT_OPTIONS):
+    """The container entries of one field: the whole array, or its slabs along axis 0
+    (``options``: coding.encode_array's)."""
     x = fld.x
     byteorder = ">" if fld.byteorder == ">" else "<"
     rows = slab_rows(x.shape, memory) if x.ndim >= 1 and x.shape[0] > 1 else 1
     if x.ndim == 0 or rows >= x.shape[0]:
         yield encode_array(aeio.load(x), fld.name, models, ndim, bound=bound, quality=quality, order=fld.order, byteorder=byteorder,
-                           fill_values=fld.fill_values)[0]
+                           fill_values=fld.fill_values, options=options)[0]
         return
     spatial = spatial_axes(x, ndim, fld.fill_values)  # once for the array: every slab codes alike
     starts = range(0, x.shape[0], rows)
@@ -195,7 +198,7 @@ def encode_field(fld, models: Models, ndim: int | None, bound: Bound | None, mem
         halo = (aeio.load(x, slice(max(0, a - h), a)), aeio.load(x, slice(b, min(x.shape[0], b + h)))) if h else None
         return encode_array(aeio.load(x, slice(a, b)), fld.name, models, ndim, bound=bound, quality=quality, order=fld.order,
                             byteorder=byteorder, fill_values=fld.fill_values, vrange=vrange,
-                            full_shape=tuple(x.shape), slab=(a, b), halo=halo, spatial=spatial)[0]
+                            full_shape=tuple(x.shape), slab=(a, b), halo=halo, spatial=spatial, options=options)[0]
 
     workers = at_once((rows + 2 * h) * (x.size // x.shape[0]), memory, workers)
     yield from in_order(code, progress_slabs(starts, fld.name), workers, processes=not network)

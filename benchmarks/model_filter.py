@@ -26,7 +26,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import aezip  # noqa: E402
-from aezip import coding  # noqa: E402
 from aezip.codec import postfilter  # noqa: E402
 
 ARRAYS = ("synth_grf_k3_2d", "synth_fronts_2d", "mpl_jacksboro_dem_2d", "skimage_camera_2d")
@@ -46,7 +45,7 @@ def main() -> None:
     ap.add_argument("--psnr", type=float, default=45.0)
     ap.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data"))
     a = ap.parse_args()
-    coding.PSNR_FILTER = False  # f: the decoded values before any filter
+    unfiltered = aezip.EncoderOptions(psnr_filter=False)  # f: the decoded values before any filter
     print("| array | --psnr file B | PSNR f | + taps | + taps and model (latents B) | + taps and model on f |")
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
@@ -55,7 +54,7 @@ def main() -> None:
             x = x0.astype(np.float64)
             vrange = float(x.max() - x.min())
             p = os.path.join(tmp, "psnr.aez")
-            r = aezip.compress(x0, p, psnr=a.psnr, force=True)
+            r = aezip.compress(x0, p, psnr=a.psnr, force=True, options=unfiltered)
             f, _ = aezip.decompress(p, write=False)
             f = f.astype(np.float64)
             t = (x - f).reshape(-1)

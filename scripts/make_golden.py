@@ -101,7 +101,6 @@ def main() -> None:
         np.save(src, x)
         aezip.compress(src, aez, fit=True, fit_steps=3)
         print("fit-embedded", x.shape)
-    from aezip import coding
     from tests.common import model_field
 
     for name, cols in (("bounded-model-2d", 128), ("bounded-model-tiles-2d", 128)):
@@ -110,11 +109,7 @@ def main() -> None:
             continue
         x = model_field((64, 128) if name == "bounded-model-2d" else (128, 256), cols)
         np.save(src, x)
-        gate, coding._model_may_pay = coding._model_may_pay, lambda *a: True  # the default model's figures say no
-        try:
-            aezip.compress(src, aez, rel=1e-3)
-        finally:
-            coding._model_may_pay = gate
+        aezip.compress(src, aez, rel=1e-3, options=aezip.EncoderOptions(try_model=True))  # the model's figures say no
         print(name, x.shape, aezip.info(aez).arrays[0].codec.base)
     for version, name, x, target in later_versions():  # written only for containers that need them
         later = os.path.join(ROOT, "formats", "golden", f"v{version}")
@@ -123,11 +118,7 @@ def main() -> None:
         if os.path.exists(aez):
             continue
         np.save(src, x)
-        post, coding.PSNR_FILTER = coding.PSNR_FILTER, version >= 4
-        try:
-            aezip.compress(src, aez, psnr=target)
-        finally:
-            coding.PSNR_FILTER = post
+        aezip.compress(src, aez, psnr=target, options=aezip.EncoderOptions(psnr_filter=version >= 4))
         print(name, x.shape, "format version", aezip.info(aez).format_version)
     for name, x, mode in mask_cases():  # v5 §2: values that are not data as runs
         v5 = os.path.join(ROOT, "formats", "golden", "v5")
@@ -175,26 +166,22 @@ def frame_cases():
 def write_frames() -> None:
     """formats/golden/frame-v1/: each frame with its original, and one whose bounded coding
     starts from the default 2-D model's prediction (the model named by its content id)."""
-    from aezip import coding
     from aezip.chunk import encode_chunk
     from tests.common import model_field
 
     folder = os.path.join(ROOT, "formats", "golden", "frame-v1")
     os.makedirs(folder, exist_ok=True)
     cases = list(frame_cases())
-    cases.append(("bounded-model-2d", model_field((64, 128), 128), {"rel": 1e-3, "model": load_model(ndim=2).name}))
-    gate, coding._model_may_pay = coding._model_may_pay, lambda *a: True  # the default model's figures say no
-    try:
-        for name, x, how in cases:
-            stem = os.path.join(folder, name)
-            if os.path.exists(stem + ".aezf"):  # golden files are written once and kept forever
-                continue
-            np.save(stem + ".npy", x)
-            with open(stem + ".aezf", "wb") as f:
-                f.write(encode_chunk(x, **how))
-            print("frame", name, x.shape, x.dtype, how)
-    finally:
-        coding._model_may_pay = gate
+    cases.append(("bounded-model-2d", model_field((64, 128), 128), {"rel": 1e-3, "model": load_model(ndim=2).name,
+                                                                    "options": aezip.EncoderOptions(try_model=True)}))
+    for name, x, how in cases:
+        stem = os.path.join(folder, name)
+        if os.path.exists(stem + ".aezf"):  # golden files are written once and kept forever
+            continue
+        np.save(stem + ".npy", x)
+        with open(stem + ".aezf", "wb") as f:
+            f.write(encode_chunk(x, **how))
+        print("frame", name, x.shape, x.dtype, how)
 
 
 def transform_cases():

@@ -68,27 +68,25 @@ def test_interp_decoder_repeats_the_encoder_bit_for_bit(shape, seed, log_e, orde
 
 @pytest.mark.parametrize("order", [interp.GROUPS, interp.DIAMOND])
 @pytest.mark.parametrize("shape", [(3001,), (97, 131), (21, 33, 40), (5, 40, 130)], ids=str)
-def test_bands_do_not_change_the_coding(shape, order, monkeypatch):
+def test_bands_do_not_change_the_coding(shape, order):
     """Coding band by band (to stay in the cache) gives the bits of coding the whole array
     at once; a thin slab is cut in bands along its longest axis."""
     assert interp._band_axis(shape) == (2 if shape == (5, 40, 130) else 0)
-    _same_coding_in_bands(shape, 3, 1e-2, monkeypatch, order=order)
+    _same_coding_in_bands(shape, 3, 1e-2, order=order)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None)
 @given(shape=st.lists(st.integers(1, 70), min_size=1, max_size=3).map(tuple), seed=st.integers(0, 2**31),
        log_e=st.floats(-5, -1), band=st.integers(1, 50), order=orders)
-def test_bands_of_any_size_on_any_shape(shape, seed, log_e, band, order, monkeypatch):
-    _same_coding_in_bands(shape, seed, 10.0**log_e, monkeypatch, band, order)
+def test_bands_of_any_size_on_any_shape(shape, seed, log_e, band, order):
+    _same_coding_in_bands(shape, seed, 10.0**log_e, band, order)
 
 
-def _same_coding_in_bands(shape, seed, rel, monkeypatch, band=7, order=interp.GROUPS):
+def _same_coding_in_bands(shape, seed, rel, band=7, order=interp.GROUPS):
     x = np.cumsum(np.random.default_rng(seed).standard_normal(shape), axis=0)
     e = rel * max(1.0, float(np.ptp(x)))
-    monkeypatch.setattr(interp, "BAND", 1 << 40)
-    whole, r_whole = interp.encode(x, e, dtype=np.float32, order=order)
-    monkeypatch.setattr(interp, "BAND", band)
-    banded, r_banded = interp.encode(x, e, dtype=np.float32, order=order)
+    whole, r_whole = interp.encode(x, e, dtype=np.float32, order=order, band=1 << 40)
+    banded, r_banded = interp.encode(x, e, dtype=np.float32, order=order, band=band)
     assert r_whole.tobytes() == r_banded.tobytes() and whole.predictors == banded.predictors
     assert whole.weights == banded.weights
     for a, b in zip(whole.codes + whole.contexts + whole.exact, banded.codes + banded.contexts + banded.exact):
@@ -97,7 +95,8 @@ def _same_coding_in_bands(shape, seed, rel, monkeypatch, band=7, order=interp.GR
     def read(step, contexts):
         return banded.codes[step], banded.exact[step]
 
-    decoded = interp.decode(read, shape, e, banded.levels, banded.predictors, weights=banded.weights, order=order)
+    decoded = interp.decode(read, shape, e, banded.levels, banded.predictors, weights=banded.weights, order=order,
+                            band=band)
     assert decoded.tobytes() == r_whole.tobytes()
 
 
@@ -198,27 +197,21 @@ def test_psnr_mode_reaches_the_target(tmp_path):
         assert r.psnr < target + 0.5  # the loosest bound, not a needlessly tight one
 
 
-def test_psnr_mode_tightens_the_coarse_steps(tmp_path, monkeypatch):
+def test_psnr_mode_tightens_the_coarse_steps(tmp_path):
     """--psnr on a 2-D float field quantizes the steps of stride 4 or more within half its
     bound (format version 3); a smooth field then codes smaller at the same PSNR than with
     one bound everywhere. Other modes and 1-D arrays keep version 2."""
-    from aezip import coding
-
     x = sample_field((256, 256), seed=12).astype(np.float32)
     p = str(tmp_path / "x.aez")
-    monkeypatch.setattr(coding, "PSNR_FILTER", False)  # its corrections would blur the coarse grid's bound
-    r = aezip.compress(x, p, psnr=45)
+    unfiltered = aezip.EncoderOptions(psnr_filter=False)  # its corrections would blur the coarse grid's bound
+    r = aezip.compress(x, p, psnr=45, options=unfiltered)
     c = aezip.info(p)
     assert c.format_version == FORMAT_VERSION and c.arrays[0].codec.coarse == [2, 4]
     x_hat, r2 = aezip.decompress(p, write=False)
     check_bound(x, x_hat, r.bound)
     d = np.abs(x.astype(np.float64) - x_hat)
     assert d[::4, ::4].max() <= r.bound / 2 and r2.psnr == pytest.approx(r.psnr) and r.psnr >= 45
-    coarse, coding.PSNR_COARSE = coding.PSNR_COARSE, ()
-    try:
-        flat = aezip.compress(x, str(tmp_path / "flat.aez"), psnr=45)
-    finally:
-        coding.PSNR_COARSE = coarse
+    flat = aezip.compress(x, str(tmp_path / "flat.aez"), psnr=45, options=aezip.EncoderOptions(psnr_coarse=()))
     assert flat.psnr >= 45 and r.compressed_bytes < flat.compressed_bytes
     assert not aezip.info(str(tmp_path / "flat.aez")).arrays[0].codec.coarse
     for y, kwargs in ((x, {"rel": 1e-3}), (x[0], {"psnr": 45})):
@@ -299,11 +292,10 @@ def test_post_filter_taps_follow_the_spec():
     (np.clip(np.rint(sample_field((120, 100), seed=23) * 120 + 128), 0, 255).astype(np.uint8), 38),
     (sample_field((30, 28, 26), seed=24).astype(np.float64), 45),
 ])
-def test_psnr_mode_filters_after_decoding(tmp_path, monkeypatch, x, target):
+def test_psnr_mode_filters_after_decoding(tmp_path, x, target):
     """--psnr fits the post-filter (format version 4): the decoder repeats the encoder's
     values bit for bit, every value stays within the coding bound plus the clip (the
     figures' bound), the target is reached, and the file is smaller than without it."""
-    from aezip import coding
     from aezip.codec import postfilter
 
     p = str(tmp_path / "x.aez")
@@ -316,20 +308,16 @@ def test_psnr_mode_filters_after_decoding(tmp_path, monkeypatch, x, target):
     x_hat, r2 = aezip.decompress(p, write=False, original=x)
     check_bound(x, x_hat, r.bound)
     assert r.psnr >= target and r2.measured.psnr == r.psnr and r2.measured.max_abs_error == r.max_abs_error
-    monkeypatch.setattr(coding, "PSNR_FILTER", False)
-    plain = aezip.compress(x, str(tmp_path / "plain.aez"), psnr=target)
+    plain = aezip.compress(x, str(tmp_path / "plain.aez"), psnr=target, options=aezip.EncoderOptions(psnr_filter=False))
     assert plain.psnr >= target and r.compressed_bytes < plain.compressed_bytes
 
 
-def test_post_filter_is_left_out_where_its_weights_outweigh_it(tmp_path, monkeypatch):
+def test_post_filter_is_left_out_where_its_weights_outweigh_it(tmp_path):
     """On a small smooth array the filter's weights in the record would cost more than it
     saves: the search is run again without it and the smaller file kept."""
-    from aezip import coding
-
     x = np.rint(sample_field((5000,), seed=22) * 2000).astype(np.int16)
     r = aezip.compress(x, str(tmp_path / "x.aez"), psnr=45)
-    monkeypatch.setattr(coding, "PSNR_FILTER", False)
-    plain = aezip.compress(x, str(tmp_path / "plain.aez"), psnr=45)
+    plain = aezip.compress(x, str(tmp_path / "plain.aez"), psnr=45, options=aezip.EncoderOptions(psnr_filter=False))
     assert r.psnr >= 45 and not aezip.info(str(tmp_path / "x.aez")).arrays[0].codec.filter
     assert r.stream_bytes == plain.stream_bytes  # the file sizes may differ by the digits of the seconds taken
 
@@ -444,16 +432,18 @@ def _decode_with_drift(p, x, bound, monkeypatch):
         aezip.decompress(p, write=False)
 
 
-def test_model_drift_in_the_full_pipeline(tmp_path, monkeypatch):
-    from aezip import coding
+FORCE_MODEL = aezip.EncoderOptions(keep_model=True, may_pay=float("inf"))  # the model's prediction, paying or not
 
-    monkeypatch.setattr(coding, "prefer_model", lambda with_model, classical: True)
-    monkeypatch.setattr(coding, "MAY_PAY", float("inf"))
+
+def test_model_drift_in_the_full_pipeline(tmp_path, monkeypatch):
     x = sample_field((128, 128), seed=7) * 10
     p = str(tmp_path / "x.aez")
-    r = aezip.compress(x, p, rel=1e-2)
+    r = aezip.compress(x, p, rel=1e-2, options=FORCE_MODEL)
     assert aezip.info(p).arrays[0].codec.base == "model"
     _decode_with_drift(p, x, r.bound, monkeypatch)
+
+
+TRY_MODEL = aezip.EncoderOptions(try_model=True)  # the default model's figures say it cannot pay
 
 
 @pytest.fixture(scope="module")
@@ -465,14 +455,10 @@ def test_the_model_predicts_only_the_tiles_where_it_pays(half_model_field, tmp_p
     """Left half: the model's own output (its latents reproduce it), right half: a ramp.
     The model's prediction is kept on left tiles only, its latents are those tiles' only,
     the file is smaller than without the model, and the bound holds, also under drift."""
-    from aezip import coding
-
     x = half_model_field
-    monkeypatch.setattr(coding, "_model_may_pay", lambda *a: False)
-    classical = aezip.compress(x, str(tmp_path / "c.aez"), rel=1e-3)
-    monkeypatch.setattr(coding, "_model_may_pay", lambda *a: True)
+    classical = aezip.compress(x, str(tmp_path / "c.aez"), rel=1e-3, options=aezip.EncoderOptions(try_model=False))
     p = str(tmp_path / "x.aez")
-    r = aezip.compress(x, p, rel=1e-3)
+    r = aezip.compress(x, p, rel=1e-3, options=TRY_MODEL)
     e = aezip.info(p).arrays[0]
     assert e.codec.base == "tiles" and e.tiles == 8
     flags = np.unpackbits(read_container(p).arrays[0].streams["tiles"], count=8).astype(bool).reshape(2, 4)
@@ -490,12 +476,9 @@ def test_the_model_predicts_only_the_tiles_where_it_pays(half_model_field, tmp_p
     (lambda c: c.update(base="model"), "latent shape"),
     (lambda c: c.update(latent_shape=[8] + c["latent_shape"][1:]), "latent shape"),
 ])
-def test_forged_tile_records_are_refused(half_model_field, tmp_path, monkeypatch, change, match):
-    from aezip import coding
-
-    monkeypatch.setattr(coding, "_model_may_pay", lambda *a: True)
+def test_forged_tile_records_are_refused(half_model_field, tmp_path, change, match):
     p = str(tmp_path / "x.aez")
-    aezip.compress(half_model_field, p, rel=1e-3)
+    aezip.compress(half_model_field, p, rel=1e-3, options=TRY_MODEL)
     edit_record(p, 0, lambda rec: change(rec["codec"]))
     with pytest.raises(aezip.ContainerError, match=match):
         aezip.decompress(p, write=False)
@@ -506,20 +489,19 @@ def test_model_is_not_run_on_everything_when_a_sample_says_it_cannot_pay(tmp_pat
     alone cost more; a sample of tiles shows it, and the model never sees the whole array."""
     from aezip import coding
 
-    monkeypatch.setattr(coding, "_model_may_pay", lambda *a: True)
     x = sample_field((256, 256), seed=8)
     e = 1e-2 * float(np.ptp(x))
     model = coding.Models(None, "cpu").for_ndim(2)
     res = bounded.encode(x.astype(np.float64), e, dtype=np.float32, integer=False, bits=True)[0]
     classical = tile_sums(res.bits[None], model.tile)
     estimate, k = coding.sampled_model_bits(x, 2, model, e)
-    assert np.all(estimate > coding.MAY_PAY * classical[::k])
+    assert np.all(estimate > TRY_MODEL.may_pay * classical[::k])
 
     def whole_array(*a, **k):
         raise AssertionError("the model ran on the whole array")
 
     monkeypatch.setattr(coding, "run_model", whole_array)
-    r = aezip.compress(x, str(tmp_path / "x.aez"), rel=1e-2)
+    r = aezip.compress(x, str(tmp_path / "x.aez"), rel=1e-2, options=TRY_MODEL)
     assert r.max_error_ratio <= 1
 
 

@@ -158,16 +158,14 @@ def test_latents_written_on_a_gpu_decode_identically_on_the_cpu(tmp_path):
 
 
 @cuda
-def test_bounded_with_the_model_written_on_a_gpu_keeps_the_bound_on_the_cpu(tmp_path, monkeypatch):
+def test_bounded_with_the_model_written_on_a_gpu_keeps_the_bound_on_the_cpu(tmp_path):
     import aezip
-    from aezip import coding
     from aezip.codec.sample import sample_field
 
-    monkeypatch.setattr(coding, "prefer_model", lambda with_model, classical: True)
-    monkeypatch.setattr(coding, "MAY_PAY", float("inf"))
     x = sample_field((128, 128), seed=7) * 10
     p = str(tmp_path / "x.aez")
-    r = aezip.compress(x, p, rel=1e-2, device="cuda")
+    force_model = aezip.EncoderOptions(keep_model=True, may_pay=float("inf"))  # the model's prediction, paying or not
+    r = aezip.compress(x, p, rel=1e-2, device="cuda", options=force_model)
     assert aezip.info(p).arrays[0].codec.base == "model"
     x_hat, _ = aezip.decompress(p, write=False, device="cpu")
     assert np.max(np.abs(x.astype(np.float64) - x_hat)) <= r.bound

@@ -370,16 +370,17 @@ def model_slabs_field():
     return np.concatenate([model_field((64, 256), 128, seed=s) for s in range(4)])
 
 
+TRY_MODEL = aezip.EncoderOptions(try_model=True)
+
+
 def _coded_with_the_model_in_workers(x, p, monkeypatch):
     """``x`` coded at rel 1e-3 in four slabs of 64 rows (3 MB of --memory), two at once in
-    forked worker processes, the model's prediction tried on every slab."""
-    from aezip import coding
-
-    monkeypatch.setattr(coding, "_model_may_pay", lambda *a: True)  # the default model's figures say no
+    forked worker processes, the model's prediction tried on every slab (the default
+    model's figures say it cannot pay)."""
     forked = []
     real = slabs.ProcessPoolExecutor
     monkeypatch.setattr(slabs, "ProcessPoolExecutor", lambda *a, **k: forked.append(a) or real(*a, **k))
-    r = aezip.compress(x, p, rel=1e-3, threads=2, memory=3 * MB)
+    r = aezip.compress(x, p, rel=1e-3, threads=2, memory=3 * MB, options=TRY_MODEL)
     assert forked, "the slabs were not coded in worker processes"
     return r
 
@@ -397,7 +398,7 @@ def test_slabs_coded_in_worker_processes_name_the_model_they_used(model_slabs_fi
     assert all(not e.codec.model_id for e in c.arrays if not e.codec.uses_model)
     assert r.model == c.models[0].name
     one = str(tmp_path / "one.aez")
-    aezip.compress(x, one, rel=1e-3, threads=1, memory=3 * MB)
+    aezip.compress(x, one, rel=1e-3, threads=1, memory=3 * MB, options=TRY_MODEL)
     assert aezip.info(one).models == c.models  # the record a worker's model gets is the one a serial run writes
     x_hat, r2 = aezip.decompress(p, write=False, original=x)
     assert r2.model == r.model and r2.measured_ratio <= 1

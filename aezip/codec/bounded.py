@@ -96,13 +96,13 @@ def planes_shape(shape: tuple[int, ...], ndim: int | None) -> tuple[int, ...]:
 
 def encode(x: np.ndarray, e: float, *, dtype, integer: bool, base: np.ndarray | None = None,
            exact_where: np.ndarray | None = None, bits: bool = False,
-           coarse: tuple = (), ndim: int | None = None) -> tuple[Residual, np.ndarray]:
+           coarse: tuple = (), ndim: int | None = None, band: int = interp.BAND) -> tuple[Residual, np.ndarray]:
     """Code float64 field x within e in the visiting order :func:`choose_orders` picks (in
     each it offers, keeping the smaller); returns the residual record and the decoder's
     x_hat (float64). Values where ``exact_where`` is set are stored exactly. ``bits``:
     the record also estimates each value's cost. ``coarse``: tighter bounds on the coarse
     steps (interp.step_bound). ``ndim``: the spatial axes, the others a batch of planes
-    (:func:`planes_shape`; all by default)."""
+    (:func:`planes_shape`; all by default). ``band``: interp.encode's."""
     shape, flat = x.shape, planes_shape(x.shape, ndim)
     if flat != shape:
         x = x.reshape(flat)
@@ -111,7 +111,7 @@ def encode(x: np.ndarray, e: float, *, dtype, integer: bool, base: np.ndarray | 
     best = None
     for order in choose_orders(x if base is None else x - base, e, integer=integer, coarse=coarse):
         coded, r_hat = interp.encode(x, e, base=base, dtype=dtype, integer=integer, order=order,
-                                     exact_where=exact_where, coarse=coarse)
+                                     exact_where=exact_where, coarse=coarse, band=band)
         data, n_esc, radii = adaptive.encode(list(zip(coded.codes, coded.contexts)), interp.CONTEXTS)
         exact = np.concatenate(coded.exact) if coded.exact else np.zeros(0)
         res = Residual(stream=data, escapes=n_esc, radii=radii, levels=coded.levels, predictors=coded.predictors,
@@ -158,13 +158,16 @@ def _crop(shape: tuple[int, ...], limit: int) -> tuple[slice, ...]:
 
 
 def decode(res: Residual, shape: tuple[int, ...], e: float, *, integer: bool,
-           base: np.ndarray | None = None, ndim: int | None = None) -> np.ndarray:
-    """The field of ``shape`` that :func:`encode` returned for ``res`` (``ndim`` as given there)."""
+           base: np.ndarray | None = None, ndim: int | None = None, band: int = interp.BAND) -> np.ndarray:
+    """The field of ``shape`` that :func:`encode` returned for ``res`` (``ndim`` as given
+    there; ``band``: interp.decode's)."""
     flat = planes_shape(tuple(shape), ndim)
-    return _decode(res, flat, e, integer=integer, base=None if base is None else base.reshape(flat)).reshape(shape)
+    return _decode(res, flat, e, integer=integer, base=None if base is None else base.reshape(flat),
+                   band=band).reshape(shape)
 
 
-def _decode(res: Residual, shape: tuple[int, ...], e: float, *, integer: bool, base: np.ndarray | None) -> np.ndarray:
+def _decode(res: Residual, shape: tuple[int, ...], e: float, *, integer: bool, base: np.ndarray | None,
+            band: int) -> np.ndarray:
     decoder = adaptive.Decoder(res.stream, res.escapes, res.radii, interp.CONTEXTS)
     used = 0
 
@@ -185,7 +188,7 @@ def _decode(res: Residual, shape: tuple[int, ...], e: float, *, integer: bool, b
         raise ContainerError(f"the residual record's predictors do not fit the array ({err}); "
                              "the container is corrupted") from None
     r_hat = interp.decode(read, shape, e, res.levels, res.predictors, integer=integer, order=res.order,
-                          weights=res.weights, coarse=res.coarse)
+                          weights=res.weights, coarse=res.coarse, band=band)
     decoder.finish()
     if used != res.exact.size:
         raise ContainerError("exactly stored values left over; the container is corrupted")

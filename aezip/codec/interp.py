@@ -710,13 +710,13 @@ def _band_axis(shape: tuple[int, ...]) -> int:
     return 0 if 8 * shape[0] >= shape[longest] else longest
 
 
-def _bands(shape: tuple[int, ...], pas: Pass, axis: int = 0) -> Iterator[_Band]:
+def _bands(shape: tuple[int, ...], pas: Pass, axis: int = 0, band: int = BAND) -> Iterator[_Band]:
     s = pas.s
     t = _targets(shape, pas)
     per_row = math.prod(len(range(*sl.indices(n))) for a, (sl, n) in enumerate(zip(t, shape)) if a != axis)
     # rows per band, a multiple of 2s; at least 16s, so that the 4s rows of neighbours either
     # side cost at most half a band more work (a thin array is one band)
-    height = max(16 * s, max(1, BAND // max(1, per_row)) * t[axis].step // (2 * s) * (2 * s))
+    height = max(16 * s, max(1, band // max(1, per_row)) * t[axis].step // (2 * s) * (2 * s))
     for a in range(0, shape[axis], height):
         band = _band(shape, pas, a, min(shape[axis], a + height), axis)
         if band is not None:
@@ -730,11 +730,12 @@ def _band_region(shape: tuple[int, ...], pas: Pass, inner: slice, axis: int = 0)
     return every
 
 
-def _pieces(shape: tuple[int, ...], pas: Pass) -> Iterator[tuple[tuple[slice, ...], list[tuple[int, int]],
-                                                                 tuple[slice, ...]]]:
+def _pieces(shape: tuple[int, ...], pas: Pass, band: int = BAND) -> Iterator[tuple[tuple[slice, ...],
+                                                                                  list[tuple[int, int]],
+                                                                                  tuple[slice, ...]]]:
     """The parts in which a pass's targets are worked on: (the cut of the array, the box of
     the cut's targets, where they lie among the pass's targets). Band by band
-    (:func:`_bands`, along :func:`_band_axis`); for a ``DIAMOND`` pass only the box whose
+    (:func:`_bands` of ``band`` targets, along :func:`_band_axis`); for a ``DIAMOND`` pass only the box whose
     every neighbour lies inside the array, and then the faces around it on the whole
     array, so that the slow work at the array's edges is done once per pass, not once
     per band."""
@@ -742,35 +743,35 @@ def _pieces(shape: tuple[int, ...], pas: Pass) -> Iterator[tuple[tuple[slice, ..
     core = _within(shape, pas, _fit_offsets(len(shape), pas), every) if pas.order == DIAMOND else every
     axis = _band_axis(shape)
     if core is not None:
-        for band in _bands(shape, pas, axis):
-            shift = band.rows.start - band.inner.start  # cut's target index + shift = the pass's
-            lo, hi = max(band.rows.start, core[axis][0]), min(band.rows.stop, core[axis][1])
+        for b in _bands(shape, pas, axis, band):
+            shift = b.rows.start - b.inner.start  # cut's target index + shift = the pass's
+            lo, hi = max(b.rows.start, core[axis][0]), min(b.rows.stop, core[axis][1])
             if hi > lo:
                 box, region = list(core), list(core)
                 box[axis], region[axis] = (lo, hi), (lo - shift, hi - shift)
-                cut = tuple(band.cut if a == axis else slice(None) for a in range(len(shape)))
+                cut = tuple(b.cut if a == axis else slice(None) for a in range(len(shape)))
                 yield cut, region, tuple(slice(a, b) for a, b in box)
     if core is not every:
         for face in _faces(core, every):
             yield (), face, tuple(slice(a, b) for a, b in face)
 
 
-def _banded_context(r_hat: np.ndarray, q_mag: np.ndarray, t, pas, step: float) -> np.ndarray:
+def _banded_context(r_hat: np.ndarray, q_mag: np.ndarray, t, pas, step: float, band: int = BAND) -> np.ndarray:
     """The contexts of a step (anchors: 0), computed band by band."""
     out = np.zeros(r_hat[t].shape, np.uint8)
     if pas is not None:
-        for rows, region, idx in _pieces(r_hat.shape, pas):
+        for rows, region, idx in _pieces(r_hat.shape, pas, band):
             out[idx] = context(r_hat[rows], q_mag[rows], pas, step, region)
     return out.reshape(-1)
 
 
 def _banded_prediction(r_hat: np.ndarray, t, pas, predictor: int, integer: bool,
-                       w: Sequence[int] = ()) -> Iterator[tuple[tuple[slice, ...], np.ndarray]]:
+                       w: Sequence[int] = (), band: int = BAND) -> Iterator[tuple[tuple[slice, ...], np.ndarray]]:
     """(where among the step's targets, their prediction) of a step, band by band."""
     if pas is None:
         yield (slice(None),), np.zeros(r_hat[t].shape)
         return
-    for rows, region, idx in _pieces(r_hat.shape, pas):
+    for rows, region, idx in _pieces(r_hat.shape, pas, band):
         cut = r_hat[rows]
         p = _prediction(cut, _targets(cut.shape, pas), pas, predictor, w, region=region)
         yield idx, np.rint(p) if integer else p
@@ -779,7 +780,7 @@ def _banded_prediction(r_hat: np.ndarray, t, pas, predictor: int, integer: bool,
 def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarray | None = None,
            dtype=np.float64, integer: bool = False,
            order: str = GROUPS, exact_where: np.ndarray | None = None,
-           coarse: Sequence[float] = ()) -> tuple[Coded, np.ndarray]:
+           coarse: Sequence[float] = (), band: int = BAND) -> tuple[Coded, np.ndarray]:
     """Code field ``x`` (float64 values) within ``e`` of every value; returns the codes and
     the residual field r_hat the decoder will rebuild.
 
@@ -793,6 +794,7 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
     stored exactly whatever their code. ``order``: the visiting order
     (:func:`passes`). ``coarse``: tighter bounds on the coarse steps (:func:`step_bound`;
     float data only), which buys PSNR where an error bound alone is not the goal.
+    ``band``: targets worked on at once (the codes do not depend on it).
     """
     x = np.asarray(x, dtype=np.float64)
     r = x if base is None else x - base
@@ -809,7 +811,7 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
     for t, pas in _steps(x.shape, levels, order):
         e_t = step_bound(e, pas, coarse)
         step = quantum(e_t, integer)
-        contexts.append(_banded_context(r_hat, q_mag, t, pas, step))
+        contexts.append(_banded_context(r_hat, q_mag, t, pas, step, band))
         choice, w = CUBIC, []
         if pas is not None:
             choice, bits, w = _choose(r, r_hat, pas, step, integer, _candidates(pas, x.ndim, axis_bits))
@@ -821,7 +823,7 @@ def encode(x: np.ndarray, e: float, *, levels: int | None = None, base: np.ndarr
         base_t = None if base is None else base[t]
         c_t = np.empty(r_t.shape, np.int32)
         missed_t = None  # where values are stored exactly (allocated at the first)
-        for idx, p in _banded_prediction(r_hat, t, pas, choice, integer, w):
+        for idx, p in _banded_prediction(r_hat, t, pas, choice, integer, w, band):
             target = r_t[idx]
             q = target - p
             q /= step
@@ -925,10 +927,11 @@ def step_weights(shape: tuple[int, ...], levels: int, order: str, predictors: Se
 
 def decode(read: Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray]], shape: tuple[int, ...], e: float,
            levels: int, predictors: Sequence[int], *, integer: bool = False, order: str = GROUPS,
-           weights: Sequence[int] = (), coarse: Sequence[float] = ()) -> np.ndarray:
+           weights: Sequence[int] = (), coarse: Sequence[float] = (), band: int = BAND) -> np.ndarray:
     """Rebuild r_hat step by step; ``read(step, contexts)`` returns that step's codes and
     exact values (the contexts come from what is already rebuilt). Bit-identical to what
-    :func:`encode` returned. ValueError if the predictors or weights do not fit the steps."""
+    :func:`encode` returned, whatever ``band`` (targets worked on at once). ValueError if
+    the predictors or weights do not fit the steps."""
     w_steps = step_weights(shape, levels, order, predictors, weights)
     r_hat = np.empty(shape, dtype=np.float64)
     q_mag = np.zeros(shape, np.uint8)
@@ -936,14 +939,14 @@ def decode(read: Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray]], sha
         e_t = step_bound(e, pas, coarse)
         step = quantum(e_t, integer)
         r_hat_t = r_hat[t]
-        c, ex = read(i, _banded_context(r_hat, q_mag, t, pas, step))
+        c, ex = read(i, _banded_context(r_hat, q_mag, t, pas, step, band))
         c = c.reshape(r_hat_t.shape)
         q_mag[t] = _magnitude(c)
         ex_t = None  # the exact values where the codes escape (given in C order)
         if len(ex):
             ex_t = np.zeros(r_hat_t.shape)
             ex_t[c == ESCAPE] = ex
-        for idx, p in _banded_prediction(r_hat, t, pas, predictors[i], integer, w_steps[i]):
+        for idx, p in _banded_prediction(r_hat, t, pas, predictors[i], integer, w_steps[i], band):
             c_b = c[idx]
             esc = None if ex_t is None else c_b == ESCAPE
             rec = c_b.astype(np.float64) if esc is None else np.where(esc, 0, c_b).astype(np.float64)
