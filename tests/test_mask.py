@@ -60,6 +60,16 @@ def test_a_mask_of_k_runs_costs_about_k_log_n_bits():
     assert len(mask.encode(r, np.isfinite(r))) <= 1.05 * n / 8
 
 
+def _seconds_chars(path: str) -> int:
+    """Characters of the record's ``seconds`` figure (its digits vary from run to run)."""
+    import json
+
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return len(repr(json.loads(f["array_0"].attrs["record"])["figures"]["seconds"]))
+
+
 def test_one_nan_costs_less_than_64_bytes_in_a_container(tmp_path):
     """The issue's target: a 256x256 float32 field with one NaN at --rel 1e-3 costs < 64 B
     more than without it (the packed mask cost 8.2 KB), wherever the NaN is."""
@@ -71,7 +81,8 @@ def test_one_nan_costs_less_than_64_bytes_in_a_container(tmp_path):
         y[pos] = np.nan
         p = str(tmp_path / "b.aez")
         aezip.compress(y, p, rel=1e-3, force=True)
-        assert os.path.getsize(p) - os.path.getsize(base) < 64, pos
+        # the timing figure's digits vary from run to run: count them out
+        assert os.path.getsize(p) - os.path.getsize(base) - (_seconds_chars(p) - _seconds_chars(base)) < 64, pos
         y_hat, _ = aezip.decompress(p, write=False)
         assert np.isnan(y_hat[pos]) and np.abs(y_hat - x)[np.isfinite(y)].max() <= 1e-3 * (x.max() - x.min())
 
