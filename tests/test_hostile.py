@@ -346,3 +346,15 @@ def test_verify_says_when_records_are_not_checksummed(capsys):
     old = os.path.join(os.path.dirname(__file__), "..", "formats", "golden", "v4", "psnr-filter-2d.aez")
     assert main(["verify", old]) == 0
     assert "records not checksummed (format 4)" in capsys.readouterr().out
+
+
+def test_a_negative_figure_is_corruption_even_in_slabs(tmp_path, monkeypatch, capsys):
+    """benchmarks/fuzz.py found figures.mse = -1 on a slab ending in a logarithm's ValueError."""
+    from aezip import slabs
+
+    monkeypatch.setattr(slabs, "slab_rows", lambda shape, memory, workers=1: 16)
+    p = _plain_container(tmp_path, abs=1e-3)
+    assert len(aezip.info(p).arrays) > 1
+    edit_record(p, 1, lambda r: r["figures"].update(mse=-1.0))
+    assert main(["verify", p, "--quiet"]) == 2
+    assert "corrupted" in capsys.readouterr().err

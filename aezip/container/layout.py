@@ -317,6 +317,12 @@ class Figures(_Record):
     max_error_ratio: float | None = None
     invalid_values: int = 0
 
+    def __post_init__(self) -> None:  # a forged negative figure must fail here, not in a logarithm later
+        figures = (self.original_bytes, self.coded_bytes, self.mse, self.max_abs_error, self.value_range,
+                   self.invalid_values, self.bound or 0, self.max_error_ratio or 0)
+        if any(v < 0 for v in figures if isinstance(v, (int, float))):
+            raise ValueError("a negative size, error or range")
+
 
 
 @dataclass(frozen=True, kw_only=True)
