@@ -120,28 +120,15 @@ def main() -> None:
         np.save(src, x)
         aezip.compress(src, aez, psnr=target, options=aezip.EncoderOptions(psnr_filter=version >= 4))
         print(name, x.shape, "format version", aezip.info(aez).format_version)
-    for name, x, mode in mask_cases():  # v5 §2: values that are not data as runs
-        v5 = os.path.join(ROOT, "formats", "golden", "v5")
-        src, aez = os.path.join(v5, name + ".npy"), os.path.join(v5, name + ".aez")
-        if not os.path.exists(aez):
-            np.save(src, x)
-            aezip.compress(src, aez, **mode)
-            print(name, x.shape, x.dtype, mode)
     write_frames()
-    for name, x, how in transform_cases():  # v5 §3: the plain learned mode's transform coder
-        v5 = os.path.join(ROOT, "formats", "golden", "v5")
+    v5 = os.path.join(ROOT, "formats", "golden", "v5")
+    # v5 §2: values that are not data as runs; §3: the transform coder; §6: bounded planes
+    for name, x, how in [*mask_cases(), *transform_cases(), *planes_cases()]:
         src, aez = os.path.join(v5, name + ".npy"), os.path.join(v5, name + ".aez")
         if not os.path.exists(aez):
             np.save(src, x)
             aezip.compress(src, aez, **how)
-            print(name, x.shape, x.dtype, how, [e.codec.halo for e in aezip.info(aez).arrays])
-    for name, x, how in planes_cases():  # v5 §6: bounded coding of a batch of planes
-        v5 = os.path.join(ROOT, "formats", "golden", "v5")
-        src, aez = os.path.join(v5, name + ".npy"), os.path.join(v5, name + ".aez")
-        if not os.path.exists(aez):
-            np.save(src, x)
-            aezip.compress(src, aez, **how)
-            print(name, x.shape, x.dtype, how, {(e.codec.ndim, e.codec.planes) for e in aezip.info(aez).arrays})
+            print(name, x.shape, x.dtype, how)
     src, aez = _paths(folder, "several", ".npz")
     if not os.path.exists(aez):
         np.savez(src, series=sample_field((2000,), seed=7).astype(np.float64), image=sample_field((40, 50), seed=8))
