@@ -240,6 +240,9 @@ def group(entries: Sequence[ArrayEntry]) -> list[list[ArrayEntry]]:
             if None in starts or starts[0][0] != 0 or starts[-1][1] != n or any(
                     a[1] != b[0] for a, b in zip(starts, starts[1:])) or any(e.shape != g[0].shape for e in g):
                 raise ContainerError(f"array {g[0].name!r}: its slabs do not tile it; the container is corrupted")
+            if len({(e.dtype, e.figures.bound is None, e.figures.bound_kind, e.figures.value_range) for e in g}) > 1:
+                raise ContainerError(f"array {g[0].name!r}: its slabs disagree on its dtype, value range or kind of "
+                                     "bound; the container is corrupted")
         out.append(g)
     return out
 

@@ -416,3 +416,17 @@ def test_an_entry_naming_a_model_the_container_does_not_list_is_refused(model_sl
     assert cli.main(["verify", p]) == 2
     err = capsys.readouterr().err
     assert "does not list" in err and "Traceback" not in err
+
+
+def test_slabs_that_disagree_on_their_bound_are_refused(tmp_path):
+    """A forged slab without its bound (benchmarks/fuzz.py found it: the report's max over
+    the slabs' bounds met None) is a corrupted container, not an internal error."""
+    from common import edit_record
+
+    x = np.cumsum(np.random.default_rng(4).standard_normal((200, 50)), axis=1)
+    p = str(tmp_path / "s.aez")
+    aezip.compress(x, p, rel=1e-3, memory=2 << 20)
+    assert len(aezip.info(p).arrays) >= 2
+    edit_record(p, 1, lambda r: r["figures"].pop("bound"))
+    with pytest.raises(aezip.ContainerError, match="disagree"):
+        aezip.decompress(p, write=False)
