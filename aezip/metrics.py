@@ -226,17 +226,22 @@ def _finite(v: float | None) -> float | None:
     return v if v is not None and math.isfinite(v) else None
 
 
+def _relative(mse: float, vrange: float) -> float:
+    """mse / vrange^2 without the square underflowing (ranges below 1e-154 are real data too)."""
+    return (math.sqrt(mse) / vrange) ** 2 if vrange > 0 else 0.0
+
+
 def combine(parts: list[Report], **totals) -> Report:
     """A file's report from its arrays: sizes add up, MSE is the value-weighted mean,
     PSNR is that of the errors relative to each array's own range, max error the largest."""
     n = [p.n_values for p in parts]
     total_n = sum(n) or 1
     mse = sum(k * p.mse for k, p in zip(n, parts)) / total_n
-    rel = sum(k * p.mse / p.value_range**2 for k, p in zip(n, parts) if p.value_range > 0) / total_n
+    rel = sum(k * _relative(p.mse, p.value_range) for k, p in zip(n, parts)) / total_n
     measured = None
     if all(p.measured is not None for p in parts) and parts:
         mm = sum(k * p.measured.mse for k, p in zip(n, parts)) / total_n
-        mrel = sum(k * p.measured.mse / p.value_range**2 for k, p in zip(n, parts) if p.value_range > 0) / total_n
+        mrel = sum(k * _relative(p.measured.mse, p.value_range) for k, p in zip(n, parts)) / total_n
         measured = Quality(mse=mm, psnr=None if mrel == 0 else -10 * math.log10(mrel),
                            max_abs_error=max(p.measured.max_abs_error for p in parts))
     dtypes = sorted({p.dtype for p in parts})

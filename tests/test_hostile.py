@@ -358,3 +358,24 @@ def test_a_negative_figure_is_corruption_even_in_slabs(tmp_path, monkeypatch, ca
     edit_record(p, 1, lambda r: r["figures"].update(mse=-1.0))
     assert main(["verify", p, "--quiet"]) == 2
     assert "corrupted" in capsys.readouterr().err
+
+
+def test_a_skeleton_whose_addresses_overflow_is_refused(tmp_path):
+    """benchmarks/fuzz.py (seed 3) damaged a stored skeleton so that h5py's in-memory driver
+    raised OverflowError (exit 1); it is a corrupted container, and nothing is written."""
+    src = os.path.join(os.path.dirname(__file__), "data", "skeleton-overflow.aez")
+    out = tmp_path / "out.h5"
+    with pytest.raises(aezip.ContainerError, match="not a readable HDF5 image"):
+        aezip.decompress(src, str(out))
+    assert not out.exists() and os.listdir(tmp_path) == []
+
+
+def test_reports_of_arrays_with_tiny_ranges_do_not_divide_by_zero(tmp_path):
+    """Two arrays, one spanning 1e-170 (its range squared underflows to 0): the file's
+    combined PSNR is computed without dividing by that square."""
+    p = str(tmp_path / "two.npz")
+    rng = np.random.default_rng(5)
+    np.savez(p, a=np.cumsum(rng.standard_normal(500)) * 1e-170, b=np.cumsum(rng.standard_normal(400)))
+    r = aezip.compress(p, str(tmp_path / "two.aez"), rel=1e-3)
+    x_hat, d = aezip.decompress(str(tmp_path / "two.aez"), write=False)
+    assert r.psnr is not None and r.psnr > 50 and d.psnr == pytest.approx(r.psnr)

@@ -94,7 +94,8 @@ def check_skeleton(skeleton: bytes) -> None:
     try:
         with h5py.File(io.BytesIO(skeleton), "r") as f:
             foreign = foreign_content(f)
-    except (OSError, RuntimeError, ValueError, KeyError) as err:
+    except (OSError, RuntimeError, ValueError, KeyError, OverflowError, TypeError) as err:  # h5py's in-memory
+        # driver raises OverflowError where damaged bytes declare addresses beyond any file
         raise ContainerError(f"the stored file layout is not a readable HDF5 image ({' '.join(str(err).split())}); "
                              "the container is corrupted") from None
     if foreign:

@@ -87,7 +87,7 @@ def read_model(source: str | bytes) -> tuple[dict, dict[str, np.ndarray], Tables
         f = h5py.File(io.BytesIO(source) if isinstance(source, bytes) else source, "r")
     except FileNotFoundError:
         raise ModelError(f"model file {where} does not exist") from None
-    except OSError as e:
+    except (OSError, OverflowError, ValueError) as e:  # OverflowError: damaged bytes of an embedded model
         raise ModelError(f"cannot read model file {where}: not an HDF5 file or damaged ({e})") from None
     try:
         return _read_open(f, where)
