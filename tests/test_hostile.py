@@ -379,3 +379,35 @@ def test_reports_of_arrays_with_tiny_ranges_do_not_divide_by_zero(tmp_path):
     r = aezip.compress(p, str(tmp_path / "two.aez"), rel=1e-3)
     x_hat, d = aezip.decompress(str(tmp_path / "two.aez"), write=False)
     assert r.psnr is not None and r.psnr > 50 and d.psnr == pytest.approx(r.psnr)
+
+
+def test_a_skeleton_that_crashes_the_hdf5_library_is_refused(tmp_path, monkeypatch):
+    """benchmarks/fuzz.py (seed 4) met damaged skeleton bytes on which the HDF5 library
+    itself died of a segmentation fault. The skeleton is first read in a forked child: a
+    child that dies is a corrupted container, and aezip goes on to say so."""
+    import signal
+
+    from aezip.io import skeleton
+
+    src = tmp_path / "whole.h5"
+    with h5py.File(src, "w") as f:
+        f["t"] = np.cumsum(np.random.default_rng(6).standard_normal((20, 30)), axis=1)
+        f["t"].attrs["units"] = "K"
+    aez = str(tmp_path / "whole.aez")
+    aezip.compress(str(src), aez, rel=1e-3)
+    real = skeleton._check
+
+    def crash_in_the_child(data, touch):
+        if touch:
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return real(data, touch)
+
+    monkeypatch.setattr(skeleton, "_check", crash_in_the_child)
+    out = tmp_path / "out.h5"
+    with pytest.raises(aezip.ContainerError, match="crashes the HDF5 library"):
+        aezip.decompress(aez, str(out))
+    assert not out.exists()
+    monkeypatch.setattr(skeleton, "_check", real)
+    aezip.decompress(aez, str(out))  # the honest skeleton passes the child's reading
+    with h5py.File(out, "r") as f:
+        assert f["t"].attrs["units"] == "K"
