@@ -411,3 +411,31 @@ def test_a_skeleton_that_crashes_the_hdf5_library_is_refused(tmp_path, monkeypat
     aezip.decompress(aez, str(out))  # the honest skeleton passes the child's reading
     with h5py.File(out, "r") as f:
         assert f["t"].attrs["units"] == "K"
+
+
+def test_a_skeleton_whose_reading_never_ends_is_refused(tmp_path, monkeypatch):
+    """benchmarks/fuzz.py (seed 5) met damaged skeleton bytes that sent the HDF5 library
+    round a loop: the forked child that reads the skeleton first is stopped after
+    SKELETON_CHECK_SECONDS, and the container is refused."""
+    import time
+
+    from aezip.io import skeleton
+
+    src = tmp_path / "whole.h5"
+    with h5py.File(src, "w") as f:
+        f["t"] = np.cumsum(np.random.default_rng(7).standard_normal((20, 30)), axis=1)
+    aez = str(tmp_path / "whole.aez")
+    aezip.compress(str(src), aez, rel=1e-3)
+    real = skeleton._check
+
+    def loop_in_the_child(data, touch):
+        if touch:
+            time.sleep(60)
+        return real(data, touch)
+
+    monkeypatch.setattr(skeleton, "_check", loop_in_the_child)
+    monkeypatch.setattr(skeleton, "SKELETON_CHECK_SECONDS", 0.5)
+    t0 = time.monotonic()
+    with pytest.raises(aezip.ContainerError, match="does not finish"):
+        aezip.decompress(aez, str(tmp_path / "out.h5"))
+    assert time.monotonic() - t0 < 10 and not (tmp_path / "out.h5").exists()

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 import h5py
@@ -93,23 +95,37 @@ def foreign_content(f: h5py.File) -> list[str]:
     return found
 
 
+SKELETON_CHECK_SECONDS = 30  # a child still reading a stored skeleton after this long is stopped
+
+
 def check_skeleton(skeleton: bytes) -> None:
     """Refuse a stored skeleton that is not an HDF5 image or holds anything outside the
     whitelist (ContainerError): checked before any output is created.
 
-    Where forking is safe (Linux, one thread), the image is first read in a forked child:
-    damaged bytes can crash the HDF5 library itself (benchmarks/fuzz.py met a segmentation
-    fault), and a child that dies means a corrupted container, never a dead aezip."""
+    Where forking is safe (Linux, one thread), the image is first read in a forked child,
+    which also writes into a copy of it as filling it will: damaged bytes can crash the
+    HDF5 library itself or send it round a loop (benchmarks/fuzz.py met segmentation faults
+    and reads that never ended), and a child that dies, or has not finished within
+    SKELETON_CHECK_SECONDS, means a corrupted container, never a dead or hung aezip."""
     if sys.platform.startswith("linux") and threading.active_count() == 1:
         pid = os.fork()
-        if pid == 0:  # the child: read everything the copy will read, then say how it went
+        if pid == 0:  # the child: read everything the copy will read, write as the fill will
             code = 1
             try:
                 _check(skeleton, touch=True)
                 code = 0
             finally:
                 os._exit(code)
-        _, status = os.waitpid(pid, 0)
+        deadline = time.monotonic() + SKELETON_CHECK_SECONDS
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                raise ContainerError("reading the stored file layout does not finish; the container is corrupted")
+            time.sleep(0.005)
         if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) in (0, 1)):
             raise ContainerError("the stored file layout crashes the HDF5 library when read; the container is corrupted")
     _check(skeleton, touch=False)
@@ -117,7 +133,8 @@ def check_skeleton(skeleton: bytes) -> None:
 
 def _check(skeleton: bytes, touch: bool) -> None:
     try:
-        with h5py.File(io.BytesIO(skeleton), "r") as f:
+        image = io.BytesIO(skeleton)
+        with h5py.File(image, "r+" if touch else "r") as f:
             foreign = foreign_content(f)
             if touch and not foreign:
                 f.visititems(_read_everything)
@@ -132,11 +149,14 @@ def _check(skeleton: bytes, touch: bool) -> None:
 
 
 def _read_everything(name: str, obj) -> None:
-    """Read an object's attributes and, for a dataset, its values (the skeleton's are small)."""
+    """Read an object's attributes and, for a dataset, its values (the skeleton's are
+    small), and write its values back, as the fill writes its placeholders."""
     for key in obj.attrs:
         obj.attrs[key]
     if isinstance(obj, h5py.Dataset) and obj.shape is not None and obj.size <= SKELETON_READ_VALUES:
-        obj[()]
+        values = obj[()]
+        if obj.size and obj.dtype.kind in "fiub":
+            obj[()] = values
 
 
 def is_float_field(ds: h5py.Dataset) -> bool:
