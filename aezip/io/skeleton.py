@@ -95,7 +95,7 @@ def foreign_content(f: h5py.File) -> list[str]:
     return found
 
 
-SKELETON_CHECK_SECONDS = 30  # a child still reading a stored skeleton after this long is stopped
+SKELETON_CHECK_SECONDS = 10  # a child still reading a stored skeleton after this long is stopped (within fuzz.py's 20 s)
 
 
 def check_skeleton(skeleton: bytes) -> None:
