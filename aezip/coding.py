@@ -280,12 +280,12 @@ def _transformed(x: np.ndarray, d: int, quality: float, vrange: float, valid: np
     scale = math.ldexp(1.0, -k)
     vrange = math.ldexp(vrange, k)
     target_mse = vrange * vrange * 10 ** (-quality / 10) * np.count_nonzero(valid) / valid.size
-    integer = x.dtype.kind == "f" and k == 0 and bool(np.all(np.rint(x) == x))
+    integer = x.dtype.kind == "f" and k == 0 and holds_integers(x)
     window, h = np.ldexp(x.astype(np.float64), k), (0, 0)
     if halo is not None and (halo[0].shape[0] or halo[1].shape[0]):
         parts = [np.ldexp(bounded.fill_invalid(r, valid_mask(r, fill_values)).astype(np.float64), k) for r in halo]
         window, h = np.concatenate([parts[0], window, parts[1]]), (parts[0].shape[0], parts[1].shape[0])
-        integer = integer and all(bool(np.all(np.rint(p) == p)) for p in parts)
+        integer = integer and all(p.size == 0 or holds_integers(p) for p in parts)
     model = architecture.get_model(architecture.DEFAULT, ndim=d)
     # the window's squared error within the slab's budget, so that the slab's is
     latents, x_hat = model.compress_to(window, target_mse * x.size / window.size, vrange, integer)

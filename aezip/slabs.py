@@ -39,10 +39,10 @@ DEFAULT_MEMORY = 1 << 30  # bytes: what coding (or decoding) the slabs at once m
 CODING_BYTES_PER_VALUE = 96  # peak working memory of the coders per value of a slab
 SLAB_VALUES = 1 << 22  # a large array gets a slab per this many values, up to PARALLEL_SLABS, to code on several workers
 PARALLEL_SLABS = 16
-# rows of each neighbour that the transform coder codes with a slab: measured on a smooth
-# 4096-wide field in slabs of 512 rows at 45 dB, the mean squared error of the 8 rows around
-# a boundary was 2.71 times the rest's without them, 1.31 with 8, 1.13 with 16, 0.97 with 32
-# (for 6 % more bytes than none), 0.90 with 64
+# rows of each neighbour that the transform coder codes with a slab: measured on a 1024-wide
+# strip of benchmarks/speed.py's field in slabs of 512 rows at 45 dB, the mean squared error
+# of the 8 rows around a boundary was 2.71 times the rest's without them, 1.31 with 8, 1.13
+# with 16, 0.97 with 32 (for 6 % more bytes than none), 0.90 with 64
 HALO_ROWS = 32
 SLABS_AT_ONCE = 2  # a slab needs at most 1/SLABS_AT_ONCE of --memory, so that this many code at once within it
 
